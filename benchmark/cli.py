@@ -15,6 +15,7 @@ from benchmark.errors import UserError
 COMMAND_MODULES = [
     "list_registry",
     "train",
+    "leaderboard",
 ]
 
 

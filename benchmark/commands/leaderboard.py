@@ -1,0 +1,46 @@
+"""``metamer-bench leaderboard``: rebuild LEADERBOARD.md, leaderboard/index.html, .json and plots."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "leaderboard"
+HELP = ("Rank scored submissions (submissions/results/*.json) per release; write LEADERBOARD.md and "
+        "leaderboard/ (HTML, JSON, PNG plots). --check: exit 1 if they are stale.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", type=Path, default=Path("submissions/results"),
+                        help="folder of results files (default: submissions/results)")
+    parser.add_argument("--markdown", type=Path, default=Path("LEADERBOARD.md"),
+                        help="Markdown output (default: LEADERBOARD.md)")
+    parser.add_argument("--out", type=Path, default=Path("leaderboard"),
+                        help="folder for index.html, leaderboard.json and the PNG plots (default: leaderboard)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 and list the files that are stale or missing")
+    parser.add_argument("--check-plots", action="store_true",
+                        help="with --check, compare PNG bytes too (they depend on the matplotlib build)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import check_outputs, render_all, write_outputs
+
+    # The default results folder may not exist before the first submission is scored; an
+    # explicitly named one must.
+    default_results = args.results == Path("submissions/results")
+    outputs = render_all(args.results, args.markdown, args.out, allow_missing=default_results)
+    if args.check:
+        problems = check_outputs(outputs, args.out, compare_plots=args.check_plots)
+        if problems:
+            print("leaderboard is stale; run `metamer-bench leaderboard` and commit the result:", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+        print(f"leaderboard is up to date ({len(outputs)} files)")
+        return 0
+    changed = write_outputs(outputs, args.out)
+    print(f"leaderboard: {len(outputs)} files, {len(changed)} changed")
+    for path in changed:
+        print(f"  {path}")
+    return 0

@@ -1,0 +1,96 @@
+"""The leaderboard: rank scored submissions per release and render Markdown, HTML, JSON and PNGs.
+
+``render_all(results_dir, markdown_path, out_dir)`` returns every output as bytes (a pure function
+of the results files); ``write_outputs`` writes them atomically and removes generated files that
+are no longer produced; ``check_outputs`` lists what is stale on disk (``leaderboard --check``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from benchmark.files import atomic_write_bytes
+from benchmark.leaderboard.plots import render_heatmap, render_scatter
+from benchmark.leaderboard.ranking import (
+    FLOOR_FRACTION, PRIMARY, SCORE_NAMES, Board, Interval, ReleaseKey, Row, assign_ranks, build_boards,
+    load_results, parse_result,
+)
+from benchmark.leaderboard.render import (
+    COLUMNS, HTML_NAME, JSON_NAME, parse_html, plot_names, render_html, render_json,
+    render_markdown, row_cells,
+)
+
+__all__ = [
+    "COLUMNS", "FLOOR_FRACTION", "HTML_NAME", "JSON_NAME", "PRIMARY", "SCORE_NAMES", "Board", "Interval",
+    "ReleaseKey", "Row", "assign_ranks", "build_boards", "check_outputs", "load_results", "parse_html",
+    "parse_result", "plot_names", "render_all", "render_html", "render_json", "render_markdown", "row_cells",
+    "write_outputs",
+]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_GENERATED_SUFFIXES = (".png", ".html", ".json")  # what the generator may delete inside its own folder
+
+
+def render_all(results_dir: str | os.PathLike, markdown_path: str | os.PathLike, out_dir: str | os.PathLike,
+               allow_missing: bool = False) -> dict[Path, bytes]:
+    """Every leaderboard output as ``{path: bytes}``: the Markdown file, and under ``out_dir`` the
+    HTML page, the JSON file and two PNGs per release. Deterministic: same results, same bytes.
+
+    ``allow_missing`` renders an empty leaderboard when ``results_dir`` does not exist.
+    """
+    results_dir, markdown_path, out_dir = Path(results_dir), Path(markdown_path), Path(out_dir)
+    rows = [] if allow_missing and not results_dir.exists() else load_results(results_dir)
+    boards = build_boards(rows)
+    prefix = Path(os.path.relpath(out_dir.resolve(), markdown_path.resolve().parent)).as_posix()
+    outputs = {markdown_path: render_markdown(boards, prefix).encode("utf-8"),
+               out_dir / HTML_NAME: render_html(boards).encode("utf-8"),
+               out_dir / JSON_NAME: render_json(boards).encode("utf-8")}
+    for board in boards:
+        names = plot_names(board)
+        outputs[out_dir / names["heatmap"]] = render_heatmap(board, f"Metamer accuracy: evaluated entry x reference model, release {board.release.name} {board.release.version}")
+        outputs[out_dir / names["ic_vs_clean"]] = render_scatter(board, f"IC vs clean accuracy, release {board.release.name} {board.release.version}")
+    return outputs
+
+
+def _stale_generated(outputs: dict[Path, bytes], out_dir: Path) -> list[Path]:
+    """Files in ``out_dir`` that look generated but are no longer produced (e.g. a dropped release)."""
+    if not out_dir.is_dir():
+        return []
+    wanted = {p.resolve() for p in outputs}
+    return sorted(p for p in out_dir.iterdir()
+                  if p.is_file() and p.suffix in _GENERATED_SUFFIXES and p.resolve() not in wanted)
+
+
+def write_outputs(outputs: dict[Path, bytes], out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``outputs`` atomically (unchanged files are left untouched) and delete generated files
+    in ``out_dir`` that are no longer produced. Returns the paths written or deleted."""
+    changed = []
+    for path, data in sorted(outputs.items()):
+        if not (path.is_file() and path.read_bytes() == data):
+            atomic_write_bytes(path, data)
+            changed.append(path)
+    for path in _stale_generated(outputs, Path(out_dir)):
+        path.unlink()
+        changed.append(path)
+    return changed
+
+
+def check_outputs(outputs: dict[Path, bytes], out_dir: str | os.PathLike, compare_plots: bool = False) -> list[str]:
+    """Problems that make the files on disk differ from ``outputs``; empty when fresh.
+
+    Markdown, HTML and JSON are compared byte for byte (the JSON holds every plotted number, so
+    stale plot data shows there). PNG bytes depend on the matplotlib/FreeType build, so by
+    default a plot only has to exist and be a PNG; ``compare_plots`` compares its bytes too.
+    """
+    problems = []
+    for path, data in sorted(outputs.items()):
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif path.suffix == ".png" and not compare_plots:
+            with open(path, "rb") as handle:
+                if handle.read(8) != PNG_SIGNATURE:
+                    problems.append(f"{path}: not a PNG file")
+        elif path.read_bytes() != data:
+            problems.append(f"{path}: stale (differs from what the results render to)")
+    problems += [f"{p}: no longer generated (its release or entry is gone)" for p in _stale_generated(outputs, Path(out_dir))]
+    return problems

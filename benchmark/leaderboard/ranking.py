@@ -1,0 +1,295 @@
+"""Results files -> ranked leaderboard rows, one board per release (DESIGN 5).
+
+Primary score: invariance consistency (IC) averaged over every frozen set of the release, higher
+is better. An entry whose clean accuracy on some dataset is below the release's accuracy floor
+(90% of the best reference model's) is listed but not ranked. Ranked entries are sorted by IC
+mean (ties: entry name); walking down that order, an entry whose 95% CI overlaps the CI of its
+group's first entry joins that rank group, otherwise it opens a new group. Ranks are
+competition-style: a group's rank is 1 + the number of ranked entries above it ("1, 1, 3").
+Comparing with the group's first entry (not with any member) keeps groups from chaining.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmark.errors import IntegrityError, UserError
+from benchmark.files import read_json
+
+SCORE_NAMES = ("clean_acc", "metamer_acc", "near_acc", "far_acc", "transfer", "invariance_consistency",
+               "ic_spearman")
+PRIMARY = "invariance_consistency"
+FLOOR_FRACTION = 0.9  # DESIGN 5: clean accuracy below 90% of the best reference model's is not ranked
+TIERS = ("self-reported", "re-run")
+_TOP_KEYS = ("entry", "submission", "release", "evaluator_version", "sets", "aggregate", "clean_acc_by_dataset",
+             "accuracy_floor", "cross_architecture")
+_SUBMISSION_KEYS = ("name", "authors", "architecture", "num_parameters", "seeds", "tier")
+_RELEASE_KEYS = ("name", "version", "manifest_sha256")
+_INTERVAL_KEYS = ("mean", "std", "ci_low", "ci_high")
+_FLOOR_TOLERANCE = 1e-9  # the evaluator's floor test and ours may round differently in the last bit
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A score's mean +- std over seeds and its 95% bootstrap CI; ``None`` where undefined."""
+
+    mean: float | None
+    std: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.ci_low <= other.ci_high and other.ci_low <= self.ci_high  # type: ignore[operator]
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+
+@dataclass(frozen=True)
+class ReleaseKey:
+    """The identity of a release: scores are never compared across two different keys."""
+
+    name: str
+    version: str
+    manifest_sha256: str
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe id: ``<name>-<version>-<first 8 hex of the manifest hash>``."""
+        text = f"{self.name}-{self.version}-{self.manifest_sha256[:8]}"
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+    def sort_key(self) -> tuple:
+        return (self.name, tuple(-p for p in _version_tuple(self.version)), self.version, self.manifest_sha256)
+
+
+@dataclass
+class Row:
+    """One entry on one release's board; ``rank``/``group`` are ``None`` below the accuracy floor."""
+
+    entry: str
+    name: str
+    authors: list[str]
+    architecture: str
+    num_parameters: int
+    seeds: int
+    tier: str
+    evaluator_version: str
+    release: ReleaseKey
+    scores: dict[str, Interval]
+    clean_acc_by_dataset: dict[str, float]
+    accuracy_floor: dict[str, dict]
+    cross_architecture: list[dict]
+    source: str
+    rank: int | None = None
+    group: int | None = None
+
+    @property
+    def ic(self) -> Interval:
+        return self.scores[PRIMARY]
+
+    @property
+    def floor_failures(self) -> list[str]:
+        """Datasets whose clean accuracy is below the floor, sorted by name."""
+        return sorted(d for d, f in self.accuracy_floor.items() if not f["passed"])
+
+    @property
+    def ranked(self) -> bool:
+        return not self.floor_failures
+
+    def floor_note(self) -> str:
+        """``"below accuracy floor: Cora 0.512 < 0.731"``, or ``""`` for ranked entries."""
+        parts = [f"{d} {self.clean_acc_by_dataset[d]:.3f} < {self.accuracy_floor[d]['threshold']:.3f}"
+                 for d in self.floor_failures]
+        return f"below accuracy floor: {', '.join(parts)}" if parts else ""
+
+
+@dataclass
+class Board:
+    """All rows scored on one release: ranked rows first (by rank), then the unranked ones."""
+
+    release: ReleaseKey
+    rows: list[Row] = field(default_factory=list)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """Numeric parts of a semver-like string ("1.10.0" -> (1, 10, 0)) so 1.10 sorts after 1.9."""
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def _fail(source: str, message: str) -> UserError:
+    return UserError(f"{source}: {message}")
+
+
+def _number(value: object, source: str, where: str, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(source, f"{where} must be a finite number{' or null' if optional else ''}, got {value!r}")
+    return float(value)
+
+
+def _object(data: dict, key: str, source: str, where: str = "") -> dict:
+    value = data.get(key)
+    if not isinstance(value, dict):
+        raise _fail(source, f"{where}{key!r} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _require(data: dict, keys: tuple[str, ...], source: str, where: str) -> None:
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise _fail(source, f"{where} lacks required key(s) {missing}; required: {list(keys)}")
+
+
+def _interval(value: object, source: str, where: str, primary: bool) -> Interval:
+    if not isinstance(value, dict):
+        raise _fail(source, f"{where} must be an object with keys {list(_INTERVAL_KEYS)}")
+    _require(value, _INTERVAL_KEYS, source, where)
+    # IC ranks the board, so it must be defined; other scores may be null (e.g. transfer when
+    # clean_acc equals far_acc) and then print as "n/a".
+    nums = [_number(value[k], source, f"{where}.{k}", optional=not primary) for k in _INTERVAL_KEYS]
+    if primary and not nums[2] <= nums[0] <= nums[3]:
+        raise _fail(source, f"{where}: mean {nums[0]} lies outside its CI [{nums[2]}, {nums[3]}]")
+    return Interval(*nums)
+
+
+def parse_result(data: object, source: str) -> Row:
+    """Validate one results JSON object (the evaluator's output shape) and turn it into a ``Row``.
+
+    Raises :class:`UserError` naming ``source`` and the key for a missing or mistyped field, and
+    :class:`IntegrityError` when the recorded accuracy-floor verdict contradicts its numbers.
+    """
+    if not isinstance(data, dict):
+        raise _fail(source, f"a results file must hold a JSON object, got {type(data).__name__}")
+    _require(data, _TOP_KEYS, source, "results")
+    sub = _object(data, "submission", source)
+    _require(sub, _SUBMISSION_KEYS, source, "submission")
+    rel = _object(data, "release", source)
+    _require(rel, _RELEASE_KEYS, source, "release")
+    for key in _RELEASE_KEYS:
+        if not isinstance(rel[key], str) or not rel[key]:
+            raise _fail(source, f"release.{key} must be a non-empty string, got {rel[key]!r}")
+    if sub["tier"] not in TIERS:
+        raise _fail(source, f"submission.tier is {sub['tier']!r}; valid tiers: {', '.join(TIERS)}")
+    if not isinstance(data["entry"], str) or not data["entry"]:
+        raise _fail(source, f"entry must be a non-empty string, got {data['entry']!r}")
+    seeds = sub["seeds"]
+    n_seeds = len(seeds) if isinstance(seeds, list) else seeds
+    if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
+        raise _fail(source, f"submission.seeds must be a list of seeds or a positive count, got {seeds!r}")
+    params = sub["num_parameters"]
+    if isinstance(params, bool) or not isinstance(params, int) or params < 0:
+        raise _fail(source, f"submission.num_parameters must be a non-negative integer, got {params!r}")
+    aggregate = _object(data, "aggregate", source)
+    missing = [s for s in SCORE_NAMES if s not in aggregate]
+    if missing:
+        raise _fail(source, f"aggregate lacks score(s) {missing}; required: {list(SCORE_NAMES)}")
+    scores = {s: _interval(aggregate[s], source, f"aggregate.{s}", primary=s == PRIMARY) for s in SCORE_NAMES}
+    clean = _object(data, "clean_acc_by_dataset", source)
+    clean = {d: _number(v, source, f"clean_acc_by_dataset.{d}") for d, v in clean.items()}
+    floor = _object(data, "accuracy_floor", source)
+    if not floor:
+        raise _fail(source, "accuracy_floor is empty: without it the entry cannot be gated (DESIGN 5)")
+    checked: dict[str, dict] = {}
+    for dataset, verdict in sorted(floor.items()):
+        where = f"accuracy_floor.{dataset}"
+        if not isinstance(verdict, dict):
+            raise _fail(source, f"{where} must be an object with reference_best, threshold, passed")
+        _require(verdict, ("reference_best", "threshold", "passed"), source, where)
+        if dataset not in clean:
+            raise _fail(source, f"{where} has no clean_acc_by_dataset.{dataset} to compare with")
+        best = _number(verdict["reference_best"], source, f"{where}.reference_best")
+        threshold = _number(verdict["threshold"], source, f"{where}.threshold")
+        if not isinstance(verdict["passed"], bool):
+            raise _fail(source, f"{where}.passed must be true or false, got {verdict['passed']!r}")
+        # The leaderboard re-derives the gate from the numbers, so an edited verdict cannot rank.
+        if abs(threshold - FLOOR_FRACTION * best) > _FLOOR_TOLERANCE:
+            raise IntegrityError(f"{source}: {where}.threshold {threshold} is not {FLOOR_FRACTION} x "
+                                 f"reference_best {best}")
+        passed = clean[dataset] >= threshold - _FLOOR_TOLERANCE
+        if passed != verdict["passed"]:
+            raise IntegrityError(f"{source}: {where}.passed is {verdict['passed']} but clean accuracy "
+                                 f"{clean[dataset]} vs threshold {threshold} says {passed}")
+        checked[dataset] = {"reference_best": best, "threshold": threshold, "passed": passed}
+    cross = data["cross_architecture"]
+    if not isinstance(cross, list):
+        raise _fail(source, "cross_architecture must be a list")
+    cells = []
+    for i, cell in enumerate(cross):
+        where = f"cross_architecture[{i}]"
+        if not isinstance(cell, dict):
+            raise _fail(source, f"{where} must be an object")
+        _require(cell, ("dataset", "kind", "reference_model", "metamer_acc", "transfer"), source, where)
+        cells.append({"dataset": str(cell["dataset"]), "kind": str(cell["kind"]),
+                      "reference_model": str(cell["reference_model"]),
+                      "metamer_acc": _number(cell["metamer_acc"], source, f"{where}.metamer_acc", optional=True),
+                      "transfer": _number(cell["transfer"], source, f"{where}.transfer", optional=True)})
+    cells.sort(key=lambda c: (c["dataset"], c["kind"], c["reference_model"]))
+    authors = sub["authors"] if isinstance(sub["authors"], list) else [sub["authors"]]
+    return Row(entry=data["entry"], name=str(sub["name"]), authors=[str(a) for a in authors],
+               architecture=str(sub["architecture"]), num_parameters=params, seeds=n_seeds, tier=sub["tier"],
+               evaluator_version=str(data["evaluator_version"]),
+               release=ReleaseKey(rel["name"], rel["version"], rel["manifest_sha256"]), scores=scores,
+               clean_acc_by_dataset=dict(sorted(clean.items())), accuracy_floor=checked,
+               cross_architecture=cells, source=source)
+
+
+def load_results(results_dir: str | os.PathLike) -> list[Row]:
+    """Read and validate every ``*.json`` in ``results_dir`` (sorted by file name).
+
+    A missing folder is an error (the caller decides whether "no results yet" is fine); two files
+    claiming the same entry on the same release are an error.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise UserError(f"results folder not found: {results_dir} (scored results are written there by "
+                        "`metamer-bench evaluate submissions/<entry>`)")
+    rows, seen = [], {}
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            data = read_json(path)
+        except ValueError as err:
+            raise UserError(str(err)) from err
+        row = parse_result(data, source=path.name)
+        key = (row.release, row.entry)
+        if key in seen:
+            raise UserError(f"{path.name} and {seen[key]} both hold entry {row.entry!r} on release "
+                            f"{row.release.name} {row.release.version}; keep one")
+        seen[key] = path.name
+        rows.append(row)
+    return rows
+
+
+def assign_ranks(rows: list[Row]) -> list[Row]:
+    """Sort ``rows`` (one release) and set ``rank``/``group``; returns ranked rows, then unranked.
+
+    See the module docstring for the rules. Unranked rows keep ``rank = group = None`` and are
+    ordered by IC too, so the table reads top to bottom the same way.
+    """
+    releases = {r.release for r in rows}
+    if len(releases) > 1:
+        raise UserError(f"one ranking per release: got rows from {len(releases)} releases")
+    order = sorted(rows, key=lambda r: (-r.ic.mean, r.entry))  # type: ignore[operator]
+    ranked = [r for r in order if r.ranked]
+    leader: Row | None = None
+    group = 0
+    for position, row in enumerate(ranked, start=1):
+        if leader is None or not row.ic.overlaps(leader.ic):
+            leader, group, rank = row, group + 1, position
+        row.rank, row.group = rank, group
+    unranked = [r for r in order if not r.ranked]
+    for row in unranked:
+        row.rank = row.group = None
+    return ranked + unranked
+
+
+def build_boards(rows: list[Row]) -> list[Board]:
+    """Group rows by release (name, version, manifest hash) and rank each group separately."""
+    by_release: dict[ReleaseKey, list[Row]] = {}
+    for row in rows:
+        by_release.setdefault(row.release, []).append(row)
+    return [Board(key, assign_ranks(by_release[key])) for key in sorted(by_release, key=ReleaseKey.sort_key)]
