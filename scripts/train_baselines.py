@@ -1,0 +1,178 @@
+"""Train the leaderboard's baseline entries on every dataset of a release, 3 seeds each.
+
+Entries: every zoo architecture with its registry defaults (``<arch>-baseline``) and the paper's
+mitigations on GCN -- ELU activation, residual connections, adversarial training on node
+features (``benchmark.adversarial``) -- alone and combined (``gcn-elu``, ..., ``gcn-elu-residual-adv``).
+
+Resumable: each run is staged as a checkpoint (``model.safetensors`` + ``card.json``) in
+``runs/baselines/<entry>/<dataset>/seed-<n>/`` and is not redone. Once an entry has every
+dataset and seed, its submission folder ``submissions/<entry>/`` is (re)written from the staged
+runs: ``submission.json`` + ``<dataset>/seed-<n>.safetensors``.
+
+    python scripts/train_baselines.py [--release data_cards/v1 | --datasets Cora ...]
+        [--entries gcn-baseline gcn-adv ...] [--seeds 0 1 2] [--package-only]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmark.adversarial import AdversarialConfig, make_perturbation  # noqa: E402
+from benchmark.checkpoints import CARD_NAME, WEIGHTS_NAME, save_checkpoint  # noqa: E402
+from benchmark.errors import UserError  # noqa: E402
+from benchmark.files import atomic_write_json, read_json, sha256_file  # noqa: E402
+from benchmark.graphs import load_dataset  # noqa: E402
+from benchmark.models import default_config, model_names  # noqa: E402
+from benchmark.training import train_model  # noqa: E402
+
+STAGING = REPO / "runs" / "baselines"
+SUBMISSIONS = REPO / "submissions"
+AUTHORS = ["metamer-bench maintainers"]
+ADVERSARIAL = AdversarialConfig()  # flip 10% of a node's words (binary features) / L-inf 0.1 std otherwise
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One submission: an architecture, config overrides and whether training is adversarial."""
+
+    name: str
+    arch: str
+    overrides: dict = field(default_factory=dict)
+    adversarial: bool = False
+    description: str = ""
+
+
+def baseline_entries() -> list[Entry]:
+    """Every zoo architecture, then the GCN mitigations and all their combinations."""
+    entries = [Entry(f"{arch}-baseline", arch, description=f"Registry-default {arch} (zoo reference recipe).")
+               for arch in model_names()]
+    mitigations = {"elu": {"activation": "elu"}, "residual": {"residual": True}}
+    for use_elu in (False, True):
+        for use_res in (False, True):
+            for use_adv in (False, True):
+                parts = [p for p, on in (("elu", use_elu), ("residual", use_res), ("adv", use_adv)) if on]
+                if not parts:
+                    continue
+                overrides = {**(mitigations["elu"] if use_elu else {}), **(mitigations["residual"] if use_res else {})}
+                what = {"elu": "ELU activation", "residual": "residual connections",
+                        "adv": "adversarial training on node features"}
+                entries.append(Entry("gcn-" + "-".join(parts), "gcn", overrides, use_adv,
+                                     "GCN with " + ", ".join(what[p] for p in parts) + "."))
+    return entries
+
+
+def release_datasets(release: Path) -> list[str]:
+    """Datasets of a frozen release, read from its ``MANIFEST.json``."""
+    manifest_path = release / "MANIFEST.json"
+    if not manifest_path.is_file():
+        raise UserError(f"{manifest_path} not found; pass --datasets or build the release first")
+    manifest = read_json(manifest_path)
+    for key in ("datasets",):
+        if isinstance(manifest.get(key), list) and manifest[key]:
+            return sorted(str(d) if isinstance(d, str) else str(d["name"]) for d in manifest[key])
+    names = sorted({s["dataset"] for s in manifest.get("sets", []) if isinstance(s, dict) and "dataset" in s})
+    if not names:
+        raise UserError(f"{manifest_path}: no 'datasets' list or 'sets[].dataset' to read the datasets from")
+    return names
+
+
+def stage_dir(entry: Entry, dataset: str, seed: int) -> Path:
+    return STAGING / entry.name / dataset / f"seed-{seed}"
+
+
+def train_one(entry: Entry, dataset_name: str, seed: int) -> None:
+    """Train one run and stage it; a finished run (card present) is skipped."""
+    out = stage_dir(entry, dataset_name, seed)
+    if (out / CARD_NAME).is_file():
+        return
+    dataset = load_dataset(dataset_name)
+    config = default_config(entry.arch, dataset.num_features, dataset.num_classes, task=dataset.task,
+                            **entry.overrides)
+    perturb = None
+    if entry.adversarial:
+        if dataset.task != "node":
+            raise UserError(f"{entry.name}: adversarial feature training is implemented for node tasks only, "
+                            f"and {dataset_name} is a graph-classification set")
+        perturb = make_perturbation(dataset, ADVERSARIAL)
+    model, metrics = train_model(dataset, config, seed=seed, perturb=perturb)
+    card = {"entry": entry.name, "dataset": dataset_name, "seed": seed, "metrics": metrics,
+            "adversarial": ADVERSARIAL.to_dict() if entry.adversarial else None}
+    save_checkpoint(model, out, card)
+    tqdm.write(f"{entry.name} {dataset_name} s{seed}: test_acc {metrics['test_acc']:.3f} "
+               f"({metrics['epochs']} epochs, {metrics['wall_s']:.0f} s)")
+
+
+def package(entry: Entry, datasets: list[str], seeds: list[int]) -> Path | None:
+    """Write ``submissions/<entry>/`` from the staged runs, or return None if some run is missing."""
+    cards = {}
+    for dataset in datasets:
+        for seed in seeds:
+            card_path = stage_dir(entry, dataset, seed) / CARD_NAME
+            if not card_path.is_file():
+                return None
+            cards[dataset, seed] = read_json(card_path)
+    folder = SUBMISSIONS / entry.name
+    models = {}
+    for dataset in datasets:
+        weights = {}
+        for seed in seeds:
+            target = folder / dataset / f"seed-{seed}.safetensors"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(stage_dir(entry, dataset, seed) / WEIGHTS_NAME, target)
+            weights[str(seed)] = {"path": target.relative_to(folder).as_posix(), "sha256": sha256_file(target)}
+        first = cards[dataset, seeds[0]]
+        models[dataset] = {"config": first["config"], "weights": weights,
+                           "test_acc": [round(cards[dataset, s]["metrics"]["test_acc"], 4) for s in seeds]}
+    params = cards[datasets[0], seeds[0]]["metrics"]["num_params"]
+    submission = {
+        "name": entry.name, "authors": AUTHORS, "architecture": entry.arch, "description": entry.description,
+        "num_parameters": params, "seeds": seeds, "tier": "re-run",
+        "training": {"recipe": "benchmark.training.train_model with registry defaults",
+                     "config_overrides": entry.overrides,
+                     "adversarial": ADVERSARIAL.to_dict() if entry.adversarial else None},
+        "datasets": models,
+    }
+    atomic_write_json(folder / "submission.json", submission)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--release", type=Path, default=REPO / "data_cards" / "v1")
+    parser.add_argument("--datasets", nargs="+", default=None, help="default: the release's datasets")
+    parser.add_argument("--entries", nargs="+", default=None, help="default: every baseline entry")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the CI box has 2 shared cores)")
+    parser.add_argument("--package-only", action="store_true", help="only (re)write finished submissions")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    all_entries = {e.name: e for e in baseline_entries()}
+    unknown = sorted(set(args.entries or []) - set(all_entries))
+    if unknown:
+        raise SystemExit(f"unknown entries {unknown}; valid: {', '.join(all_entries)}")
+    entries = [all_entries[n] for n in args.entries] if args.entries else list(all_entries.values())
+    datasets = args.datasets or release_datasets(args.release)
+    if len(args.seeds) < 3:
+        raise SystemExit("a submission needs at least 3 seeds (DESIGN 4)")
+    for entry in tqdm(entries, desc="entries"):
+        if not args.package_only:
+            for dataset in datasets:
+                for seed in args.seeds:
+                    train_one(entry, dataset, seed)
+        folder = package(entry, datasets, args.seeds)
+        if folder is not None:
+            tqdm.write(f"submission written: {folder.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
