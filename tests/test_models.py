@@ -7,7 +7,7 @@ from benchmark.errors import UserError
 from benchmark.models import MODEL_REGISTRY, ModelConfig, build_model, default_config, model_names
 from benchmark.models.layers import WeightedGATConv, WeightedGINConv, WeightedSAGEConv
 
-REQUIRED = {"mlp", "gcn", "sage", "gat", "gatv2", "gin", "appnp", "gcnii", "sgc", "gps"}
+REQUIRED = {"mlp", "gcn", "sage", "gat", "gatv2", "gin", "appnp", "gcnii", "sgc", "sgformer"}
 
 
 def small_graph(n=30, f=12, seed=0):
@@ -39,7 +39,7 @@ def test_every_layer_is_exposed_and_edge_weights_of_one_change_nothing(arch):
         model.embed(x, ei, layer=model.num_hidden_layers + 1)
 
 
-@pytest.mark.parametrize("arch", ["gcn", "sage", "gin", "gat", "gatv2", "appnp", "gcnii", "gps"])
+@pytest.mark.parametrize("arch", ["gcn", "sage", "gin", "gat", "gatv2", "appnp", "gcnii", "sgformer"])
 def test_zero_edge_weight_equals_removing_the_edge(arch):
     x, ei = small_graph()
     torch.manual_seed(0)

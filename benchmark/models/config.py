@@ -30,10 +30,10 @@ class ModelConfig:
     dropout: float = 0.5
     norm: str = "none"
     task: str = "node"
-    heads: int = 8  # attention heads (GAT, GATv2, GPS)
+    heads: int = 8  # attention heads (GAT, GATv2)
     attn_dropout: float = 0.6  # GAT / GATv2 attention dropout
     k_hops: int = 10  # propagation steps (APPNP, SGC)
-    alpha: float = 0.1  # teleport (APPNP) or initial-residual (GCNII) strength
+    alpha: float = 0.1  # teleport (APPNP), initial residual (GCNII) or attention share (SGFormer)
     theta: float = 0.5  # identity-mapping strength (GCNII)
     readout: str = "mean"  # graph tasks
 

@@ -143,3 +143,54 @@ class WeightedGATConv(MessagePassing):
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * x_j
+
+
+class LinearGlobalAttention(nn.Module):
+    """SGFormer's one-layer global attention (Wu et al. 2023), linear in the number of nodes.
+
+    ``Z = D^-1 [V + Q~ (K~^T V) / N]`` with ``D = diag(1 + Q~ (K~^T 1) / N)``, where ``Q~, K~`` are
+    ``Q, K`` divided by their Frobenius norms; computed per graph of the batch (``batch [N]``).
+    Shapes: ``x [N, in]`` -> ``[N, out]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.q = nn.Linear(in_channels, out_channels)
+        self.k = nn.Linear(in_channels, out_channels)
+        self.v = nn.Linear(in_channels, out_channels)
+
+    def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
+        from torch_geometric.utils import to_dense_batch
+
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        if batch is None:
+            batch = x.new_zeros(x.size(0), dtype=torch.long)
+        dq, mask = to_dense_batch(q, batch)  # [B, n_max, d]; padding rows are zero
+        dk, _ = to_dense_batch(k, batch)
+        dv, _ = to_dense_batch(v, batch)
+        dq = dq / dq.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, 1, 1)
+        dk = dk / dk.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, 1, 1)
+        n = mask.sum(dim=1).clamp(min=1).view(-1, 1, 1).to(x.dtype)
+        numerator = dv + dq @ (dk.transpose(1, 2) @ dv) / n
+        denominator = 1.0 + dq @ dk.sum(dim=1, keepdim=True).transpose(1, 2) / n
+        return (numerator / denominator)[mask]
+
+
+class HybridGlobalLocalConv(nn.Module):
+    """SGFormer block: ``alpha * GlobalAttention(x) + (1 - alpha) * GCN(x)``.
+
+    Local message passing (with edge weights) plus all-pairs attention, as in GraphGPS, at O(N + E).
+    Shapes: ``x [N, in]`` -> ``[N, out]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, alpha: float = 0.5) -> None:
+        super().__init__()
+        from torch_geometric.nn import GCNConv
+
+        self.alpha = alpha
+        self.attention = LinearGlobalAttention(in_channels, out_channels)
+        self.local = GCNConv(in_channels, out_channels)
+
+    def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None,
+                edge_weight: Tensor | None = None) -> Tensor:
+        return self.alpha * self.attention(x, batch) + (1 - self.alpha) * self.local(x, edge_index, edge_weight)
