@@ -1,0 +1,605 @@
+"""The evaluator: scores of a model (or its predictions) on the frozen sets of a release.
+
+    evaluator = Evaluator("data_cards/v1")            # loads and verifies the release
+    scores = evaluator.eval([model_seed0, model_seed1, model_seed2], seeds=[0, 1, 2])
+    scores = evaluator.eval_predictions({"type": "logits", "seeds": [0, 1, 2],
+                                         "outputs": {record_id: tensor [3, n_outputs, C], ...}})
+    evaluator.expected_input_schema                    # JSON Schema of the predictions input
+
+A *unit* is what one prediction is scored on: a test node of a node task's graph (the original's
+``target`` nodes) or one test graph of a graph task. Metamers and twins count only where their
+``valid`` mask is True. METRICS.md defines every score; :mod:`benchmark.metrics.scores` computes
+them with a paired bootstrap over units and model seeds.
+
+``evaluate_submission(entry_dir, release_dir)`` validates a submission folder, scores it and
+returns the results document (``write_results`` writes ``submissions/results/<entry>.json``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from benchmark.errors import UserError
+from benchmark.files import atomic_write_json, read_json, sha256_file
+from benchmark.metrics.scores import (
+    CI_LEVEL,
+    DEFAULT_BOOTSTRAP,
+    SCORE_NAMES,
+    VARIANT_ROLES,
+    SetOutcomes,
+    bootstrap_scores,
+    js_distance,
+)
+from benchmark.release.records import FrozenSet, GraphRecord
+from benchmark.submissions import DatasetDims, check_schema, load_schema, raise_problems, schema_problems
+
+EVALUATOR_VERSION = "1.0.0"
+FLOOR_FRACTION = 0.9  # DESIGN 5: clean accuracy below 90% of the best reference model's is not ranked
+_FLOOR_TOLERANCE = 1e-9  # the same slack the leaderboard allows when it re-derives the verdict
+DIGITS = 6  # scores are rounded so that the results file's bytes do not depend on float noise
+RESULTS_DIR = "results"
+MANIFEST_NAME = "MANIFEST.json"
+_FLOAT_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
+                 torch.float64: "float64"}
+_GRAPH_BATCH = 256  # graphs per forward pass for graph tasks
+
+
+def _round(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    out = round(float(value), DIGITS)
+    return 0.0 if out == 0 else out  # no "-0.0" in the file
+
+
+# -- Release identity and reference checkpoints -------------------------------------------------------------------
+
+def release_identity(release_dir: str | os.PathLike) -> dict[str, str]:
+    """``{"name", "version", "manifest_sha256"}`` of a release folder (the hash of its ``MANIFEST.json``)."""
+    path = Path(release_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise UserError(f"{path} not found: {release_dir} is not a frozen release (build one with "
+                        "`metamer-bench build-release` or download one)")
+    manifest = read_json(path)
+    missing = [k for k in ("name", "version") if not isinstance(manifest.get(k), str) or not manifest.get(k)]
+    if missing:
+        raise UserError(f"{path}: missing or empty field(s) {missing}")
+    return {"name": manifest["name"], "version": manifest["version"], "manifest_sha256": sha256_file(path)}
+
+
+def reference_cards(release_dir: str | os.PathLike) -> dict[str, dict[str, dict]]:
+    """``{dataset: {arch: card}}`` from ``<release>/checkpoints/<dataset>/<arch>/card.json``."""
+    root = Path(release_dir) / "checkpoints"
+    cards: dict[str, dict[str, dict]] = {}
+    for card_path in sorted(root.glob("*/*/card.json")):
+        cards.setdefault(card_path.parent.parent.name, {})[card_path.parent.name] = read_json(card_path)
+    return cards
+
+
+# -- Index of the sets: units and observations ---------------------------------------------------------------------
+
+@dataclass
+class _Variant:
+    record: GraphRecord
+    role: str
+    parent: GraphRecord
+    positions: Tensor  # [P] node positions (node task) or [0] (graph task) that count
+    units: Tensor  # [P] unit index of each position
+    labels: Tensor  # [P] the original's labels at those positions
+    in_sim: Tensor  # [P] input similarity
+
+
+@dataclass
+class _SetIndex:
+    frozen: FrozenSet
+    num_units: int
+    originals: list[tuple[GraphRecord, Tensor, Tensor]]  # (record, positions, labels)
+    variants: list[_Variant]
+
+
+def _output_positions(record: GraphRecord, task: str) -> int:
+    """Rows of a record's outputs: its nodes (node task) or one (graph task)."""
+    return record.num_nodes if task == "node" else 1
+
+
+def _index_set(frozen: FrozenSet) -> _SetIndex:
+    """Units of one set and, per variant, where it counts (target & valid) and which unit that is."""
+    if frozen.task not in ("node", "graph"):
+        raise UserError(f"set {frozen.key}: unknown task {frozen.task!r}; valid tasks: graph, node")
+    originals, unit_maps, offset = [], {}, 0
+    for original in frozen.originals:
+        if frozen.task == "node":
+            positions = original.target.bool().nonzero().view(-1)
+            labels = original.y[positions]
+        else:
+            positions = torch.zeros(1, dtype=torch.long)
+            labels = original.y.view(-1)[:1]
+        unit_map = torch.full((_output_positions(original, frozen.task),), -1, dtype=torch.long)
+        unit_map[positions] = torch.arange(offset, offset + positions.numel())
+        offset += positions.numel()
+        unit_maps[original.id] = (original, unit_map)
+        originals.append((original, positions, labels))
+    variants = []
+    for record in frozen.variants:
+        if record.role not in VARIANT_ROLES:
+            raise UserError(f"set {frozen.key}: record {record.id} has role {record.role!r}; "
+                            f"valid variant roles: {', '.join(VARIANT_ROLES)}")
+        if record.parent_id not in unit_maps:
+            raise UserError(f"set {frozen.key}: record {record.id} points at parent {record.parent_id!r}, "
+                            "which is not an original of this set")
+        parent, unit_map = unit_maps[record.parent_id]
+        if frozen.task == "node":
+            if record.num_nodes != parent.num_nodes:
+                raise UserError(f"set {frozen.key}: node-task variant {record.id} has {record.num_nodes} nodes, "
+                                f"its original {parent.id} {parent.num_nodes}; node metamers keep the node set")
+            mask = record.target.bool() & record.valid.bool() & parent.target.bool()
+            positions = mask.nonzero().view(-1)
+            labels = parent.y[positions]
+            in_sim = record.similarity.double()[positions]
+        else:
+            positions = torch.zeros(1 if bool(record.valid.view(-1)[0]) else 0, dtype=torch.long)
+            sim = record.similarity.double().view(-1)
+            finite = sim[torch.isfinite(sim)]
+            # Graph tasks: one similarity per graph (the mean over its nodes where stored per node).
+            value = finite.mean() if finite.numel() else torch.tensor(float("nan"), dtype=torch.float64)
+            in_sim = value.repeat(positions.numel())
+            labels = parent.y.view(-1)[:1].repeat(positions.numel())
+        variants.append(_Variant(record, record.role, parent, positions, unit_map[positions], labels, in_sim))
+    return _SetIndex(frozen, offset, originals, variants)
+
+
+def _outcomes(index: _SetIndex, probs: Mapping[str, Tensor], preds: Mapping[str, Tensor]) -> SetOutcomes:
+    """Turn per-record class probabilities ``[K, n_outputs, C]`` into a :class:`SetOutcomes`."""
+    clean = torch.cat([(preds[o.id][:, pos] == labels).double() for o, pos, labels in index.originals], dim=1)
+    unit, correct, same, in_sim, out_sim = ({r: [] for r in VARIANT_ROLES} for _ in range(5))
+    for v in index.variants:
+        pred = preds[v.record.id][:, v.positions]
+        parent_pred = preds[v.parent.id][:, v.positions]
+        unit[v.role].append(v.units)
+        correct[v.role].append((pred == v.labels).double())
+        same[v.role].append((pred == parent_pred).double())
+        in_sim[v.role].append(v.in_sim)
+        out_sim[v.role].append(1.0 - js_distance(probs[v.record.id][:, v.positions], probs[v.parent.id][:, v.positions]))
+    k = clean.size(0)
+
+    def cat(parts: list[Tensor], per_seed: bool) -> Tensor:
+        if parts:
+            return torch.cat(parts, dim=1 if per_seed else 0)
+        return torch.zeros((k, 0) if per_seed else (0,), dtype=torch.long if not per_seed else torch.float64)
+
+    return SetOutcomes(
+        num_units=index.num_units, clean=clean,
+        unit={r: cat(unit[r], False).long() for r in VARIANT_ROLES},
+        correct={r: cat(correct[r], True) for r in VARIANT_ROLES},
+        same={r: cat(same[r], True) for r in VARIANT_ROLES},
+        in_sim={r: cat(in_sim[r], False).double() for r in VARIANT_ROLES},
+        out_sim={r: cat(out_sim[r], True) for r in VARIANT_ROLES},
+    )
+
+
+# -- Predictions input ---------------------------------------------------------------------------------------------
+
+def load_predictions(path: str | os.PathLike) -> dict:
+    """Predictions from a ``.safetensors`` file: one tensor per record id ``[K, n_outputs, C]``;
+    metadata ``type`` (logits|probs), ``seeds`` (JSON list) and optionally ``model``."""
+    import json
+
+    from safetensors import safe_open
+
+    from benchmark.checkpoints import read_safetensors
+
+    path = Path(path)
+    tensors = read_safetensors(path)  # refuses pickles and NaN/Inf
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+    try:
+        seeds = json.loads(meta.get("seeds", "null"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: metadata 'seeds' must be a JSON list of integers ({err})") from err
+    out = {"type": meta.get("type"), "seeds": seeds, "outputs": tensors}
+    if "model" in meta:
+        out["model"] = meta["model"]
+    return out
+
+
+def _describe(predictions: object) -> tuple[object, dict[str, Tensor]]:
+    """Replace every output tensor by ``{dtype, shape}`` for schema validation; also return the tensors."""
+    if not isinstance(predictions, Mapping):
+        raise UserError(f"predictions must be a mapping (see Evaluator.expected_input_schema), "
+                        f"got {type(predictions).__name__}")
+    described = {k: v for k, v in predictions.items() if k != "outputs"}
+    if isinstance(described.get("seeds"), tuple):
+        described["seeds"] = list(described["seeds"])
+    outputs = predictions.get("outputs")
+    if outputs is None:
+        return described, {}
+    if not isinstance(outputs, Mapping):
+        described["outputs"] = outputs  # the schema names the problem
+        return described, {}
+    tensors, shapes = {}, {}
+    for key, value in outputs.items():
+        if not isinstance(value, Tensor):
+            try:
+                value = torch.as_tensor(value)
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise UserError(f"predictions.outputs[{key!r}]: not a tensor or nested list of numbers ({err})") from err
+        tensors[key] = value
+        shapes[key] = {"dtype": _FLOAT_DTYPES.get(value.dtype, str(value.dtype).replace("torch.", "")),
+                       "shape": list(value.shape)}
+    described["outputs"] = shapes
+    return described, tensors
+
+
+# -- The evaluator -----------------------------------------------------------------------------------------------
+
+class Evaluator:
+    """Scores models on the frozen sets of one release.
+
+    Args:
+        release: a release folder (``data_cards/v1``; loaded with ``load_frozen_sets(verify=verify)``)
+            or frozen sets built in memory.
+        datasets: score only these datasets (default: every dataset of the release).
+        reference_acc: ``{dataset: best reference clean accuracy}`` for the accuracy floor
+            (default for a folder: the best ``metrics.test_acc`` of its reference checkpoint cards).
+        num_classes: ``{dataset: classes}`` (default: the reference cards' ``out_channels``, else
+            the largest label + 1).
+        release_info: ``{"name", "version", "manifest_sha256"}`` (default for a folder: its manifest).
+        num_bootstrap: bootstrap replicates for the CIs; ``bootstrap_seed`` fixes their draws.
+    """
+
+    def __init__(self, release: str | os.PathLike | Sequence[FrozenSet], *, datasets: Sequence[str] | None = None,
+                 reference_acc: Mapping[str, float] | None = None, num_classes: Mapping[str, int] | None = None,
+                 release_info: Mapping[str, str] | None = None, num_bootstrap: int = DEFAULT_BOOTSTRAP,
+                 bootstrap_seed: int = 0, verify: bool = True) -> None:
+        cards: dict[str, dict[str, dict]] = {}
+        if isinstance(release, (str, os.PathLike)):
+            from benchmark.release import load_frozen_sets
+
+            self.release_dir: Path | None = Path(release)
+            sets = list(load_frozen_sets(self.release_dir, verify=verify))
+            self.release_info = dict(release_info) if release_info else release_identity(self.release_dir)
+            cards = reference_cards(self.release_dir)
+        else:
+            self.release_dir = None
+            sets = list(release)
+            self.release_info = dict(release_info) if release_info else None
+        if not all(isinstance(s, FrozenSet) for s in sets):
+            raise UserError("release must be a release folder or a list of FrozenSet")
+        if datasets is not None:
+            available = sorted({s.dataset for s in sets})
+            unknown = sorted(set(datasets) - set(available))
+            if unknown:
+                raise UserError(f"datasets {unknown} are not in this release; its datasets: {', '.join(available)}")
+            sets = [s for s in sets if s.dataset in set(datasets)]
+        if not sets:
+            raise UserError("no frozen sets to score")
+        if num_bootstrap < 1:
+            raise UserError(f"num_bootstrap must be >= 1, got {num_bootstrap}")
+        self.sets = sorted(sets, key=lambda s: s.key)
+        keys = [s.key for s in self.sets]
+        if len(set(keys)) != len(keys):
+            raise UserError(f"two frozen sets share a key: {sorted(k for k in keys if keys.count(k) > 1)[0]}")
+        self.num_bootstrap = int(num_bootstrap)
+        self.bootstrap_seed = int(bootstrap_seed)
+        self.datasets = sorted({s.dataset for s in self.sets})
+        self.tasks = {s.dataset: s.task for s in self.sets}
+        self.records: dict[str, GraphRecord] = {}
+        self._dataset_of: dict[str, str] = {}
+        for frozen in self.sets:
+            for record in [*frozen.originals, *frozen.variants]:
+                known = self.records.get(record.id)
+                if known is not None and known is not record and (known.num_nodes != record.num_nodes
+                                                                   or known.role != record.role):
+                    raise UserError(f"record id {record.id} names two different graphs")
+                self.records.setdefault(record.id, record)
+                self._dataset_of[record.id] = frozen.dataset
+        self.num_features = {d: int(next(s for s in self.sets if s.dataset == d).originals[0].x.size(1))
+                             for d in self.datasets}
+        self.num_classes, self._classes_exact = self._class_counts(num_classes, cards)
+        self.reference_acc, self.reference_model = self._reference_acc(reference_acc, cards)
+        self._index = [_index_set(s) for s in self.sets]
+
+    # -- construction helpers ----------------------------------------------------------------------------------
+    def _class_counts(self, given: Mapping[str, int] | None, cards: dict) -> tuple[dict[str, int], dict[str, bool]]:
+        counts, exact = {}, {}
+        for dataset in self.datasets:
+            labels = max(int(r.y.max()) for r in self.records.values()
+                         if self._dataset_of[r.id] == dataset and r.y.numel()) + 1
+            from_cards = {int(c["config"]["out_channels"]) for c in cards.get(dataset, {}).values()
+                          if isinstance(c.get("config"), dict) and "out_channels" in c["config"]}
+            if given and dataset in given:
+                counts[dataset], exact[dataset] = int(given[dataset]), True
+            elif len(from_cards) == 1:
+                counts[dataset], exact[dataset] = from_cards.pop(), True
+            else:
+                counts[dataset], exact[dataset] = labels, False
+            if counts[dataset] < labels:
+                raise UserError(f"{dataset}: num_classes {counts[dataset]} but labels go up to {labels - 1}")
+        return counts, exact
+
+    def _reference_acc(self, given: Mapping[str, float] | None, cards: dict) -> tuple[dict[str, float], dict[str, str]]:
+        if given is not None:
+            return {d: float(a) for d, a in given.items() if d in self.datasets}, {}
+        best, model = {}, {}
+        for dataset in self.datasets:
+            accs = {arch: card.get("metrics", {}).get("test_acc") for arch, card in cards.get(dataset, {}).items()}
+            accs = {a: float(v) for a, v in accs.items() if isinstance(v, (int, float))}
+            if accs:
+                arch = max(sorted(accs), key=lambda a: accs[a])
+                best[dataset], model[dataset] = accs[arch], arch
+            elif self.release_dir is not None:
+                raise UserError(f"{self.release_dir}: no reference checkpoint card with metrics.test_acc for "
+                                f"{dataset} under checkpoints/{dataset}/<arch>/card.json; the accuracy floor "
+                                "needs one")
+        return best, model
+
+    # -- public API ---------------------------------------------------------------------------------------------
+    @property
+    def dims(self) -> dict[str, DatasetDims]:
+        """What each dataset fixes in a model config (for submission checks)."""
+        return {d: DatasetDims(self.num_features[d], self.num_classes[d], self.tasks[d]) for d in self.datasets}
+
+    @property
+    def expected_input_schema(self) -> dict:
+        """JSON Schema of :meth:`eval_predictions`' input for this release (tensors as ``{dtype, shape}``).
+
+        Every record id is required (coverage), unknown ids are refused, and each record's
+        ``shape`` is ``[num_seeds, n_outputs, num_classes]`` with ``n_outputs`` its node count
+        (node tasks) or 1 (graph tasks).
+        """
+        schema = copy.deepcopy(load_schema("predictions"))
+        outputs = schema["properties"]["outputs"]
+        properties = {}
+        for record_id in sorted(self.records):
+            record = self.records[record_id]
+            dataset = self._dataset_of[record_id]
+            classes = ({"const": self.num_classes[dataset]} if self._classes_exact[dataset]
+                       else {"minimum": self.num_classes[dataset]})
+            properties[record_id] = {"$ref": "#/$defs/tensor", "properties": {"shape": {"prefixItems": [
+                {}, {"const": _output_positions(record, self.tasks[dataset])}, classes]}}}
+        outputs["properties"] = properties
+        outputs["required"] = sorted(self.records)
+        outputs["additionalProperties"] = False
+        return schema
+
+    def eval(self, model, seeds: Sequence[int] | None = None, device: str | torch.device = "cpu",
+             progress: bool = False) -> dict:
+        """Score a model: a ``GraphModel``, a list of them (one per training seed), or
+        ``{dataset: model or list}`` when the release has several datasets.
+
+        ``seeds``: the training seeds of the models, in order (default ``0..K-1``).
+        Returns the scores document (see :meth:`eval_predictions`).
+        """
+        by_dataset = self._models_by_dataset(model)
+        num = {len(v) for v in by_dataset.values()}
+        if len(num) != 1:
+            raise UserError(f"every dataset needs the same number of models (one per seed), got "
+                            f"{ {d: len(v) for d, v in by_dataset.items()} }")
+        k = num.pop()
+        seeds = list(range(k)) if seeds is None else [int(s) for s in seeds]
+        if len(seeds) != k or len(set(seeds)) != k:
+            raise UserError(f"seeds {seeds} must be {k} distinct training seeds, one per model")
+        archs = sorted({m.config.arch for models in by_dataset.values() for m in models})
+        probs = {}
+        records = sorted(self.records)
+        for dataset in self.datasets:
+            ids = [r for r in records if self._dataset_of[r] == dataset]
+            probs.update(self._infer(by_dataset[dataset], ids, self.tasks[dataset], device, progress))
+        return self._score(probs, seeds, "+".join(archs))
+
+    def eval_predictions(self, predictions: Mapping | str | os.PathLike) -> dict:
+        """Score precomputed outputs.
+
+        ``predictions``: ``{"type": "logits"|"probs", "seeds": [...], "model": optional name,
+        "outputs": {record_id: [K, n_outputs, C] tensor or nested list}}``, or a ``.safetensors``
+        file of the same (see :func:`load_predictions`). Validated against
+        :attr:`expected_input_schema`; each violation names its field.
+
+        Returns ``{"seeds", "evaluated_model", "sets", "aggregate", "clean_acc_by_dataset",
+        "accuracy_floor", "cross_architecture", "bootstrap"}``; every score is
+        ``{"mean", "std", "ci_low", "ci_high"}`` (None where undefined).
+        """
+        if isinstance(predictions, (str, os.PathLike)):
+            predictions = load_predictions(predictions)
+        described, tensors = _describe(predictions)
+        raise_problems(schema_problems(described, self.expected_input_schema, "predictions"),
+                       "predictions do not match Evaluator.expected_input_schema")
+        seeds = [int(s) for s in described["seeds"]]
+        problems = []
+        probs = {}
+        for record_id in sorted(tensors):
+            value = tensors[record_id]
+            where = f"predictions.outputs[{record_id!r}]"
+            if value.size(0) != len(seeds):
+                problems.append(f"{where}.shape[0]: {value.size(0)} model seeds, but seeds lists {len(seeds)}")
+                continue
+            value = value.detach().to("cpu", torch.float64)
+            if not torch.isfinite(value).all():
+                problems.append(f"{where}: NaN or Inf values")
+                continue
+            if described["type"] == "probs":
+                if (value < 0).any() or not bool(((value.sum(-1) - 1.0).abs() <= 1e-3).all()):
+                    problems.append(f"{where}: type is 'probs' but rows are negative or do not sum to 1")
+                    continue
+                probs[record_id] = value / value.sum(-1, keepdim=True)
+            else:
+                probs[record_id] = torch.softmax(value, dim=-1)
+        raise_problems(problems, "predictions refused")
+        return self._score(probs, seeds, str(predictions.get("model", "unknown")))
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _models_by_dataset(self, model) -> dict[str, list]:
+        from benchmark.models import GraphModel
+
+        def as_list(value, where: str) -> list:
+            models = [value] if isinstance(value, GraphModel) else list(value)
+            if not models or not all(isinstance(m, GraphModel) for m in models):
+                raise UserError(f"{where}: expected a GraphModel or a non-empty list of them (one per seed)")
+            return models
+
+        if isinstance(model, Mapping):
+            missing = sorted(set(self.datasets) - set(model))
+            if missing:
+                raise UserError(f"no model for dataset(s) {missing}; this evaluator scores {self.datasets}")
+            by_dataset = {d: as_list(model[d], f"models[{d!r}]") for d in self.datasets}
+        else:
+            if len(self.datasets) > 1:
+                raise UserError(f"this release has several datasets ({', '.join(self.datasets)}): pass "
+                                "{dataset: model or [models]} or build Evaluator(..., datasets=[one])")
+            by_dataset = {self.datasets[0]: as_list(model, "model")}
+        for dataset, models in by_dataset.items():
+            for i, m in enumerate(models):
+                c = m.config
+                expected = (self.num_features[dataset], self.num_classes[dataset], self.tasks[dataset])
+                if (c.in_channels, c.out_channels, c.task) != expected:
+                    raise UserError(f"model {i} for {dataset} has (in_channels, out_channels, task) = "
+                                    f"{(c.in_channels, c.out_channels, c.task)}; {dataset} needs {expected}")
+        return by_dataset
+
+    @torch.inference_mode()
+    def _infer(self, models: list, ids: list[str], task: str, device, progress: bool) -> dict[str, Tensor]:
+        """Class probabilities ``[K, n_outputs, C]`` (float64, CPU) of every record in ``ids``."""
+        from torch_geometric.data import Batch, Data
+
+        modes = [m.training for m in models]
+        out: dict[str, list[Tensor]] = {r: [] for r in ids}
+        try:
+            for m in models:
+                m.eval()
+                m.to(device)
+            if task == "node":
+                for record_id in tqdm(ids, desc="inference", disable=not progress, leave=False):
+                    record = self.records[record_id]
+                    x, edge_index = record.x.to(device), record.edge_index.to(device)
+                    for m in models:
+                        out[record_id].append(torch.softmax(m(x, edge_index).double(), -1).cpu())
+            else:
+                for start in tqdm(range(0, len(ids), _GRAPH_BATCH), desc="inference", disable=not progress,
+                                  leave=False):
+                    chunk = ids[start:start + _GRAPH_BATCH]
+                    batch = Batch.from_data_list([Data(x=self.records[r].x, edge_index=self.records[r].edge_index,
+                                                       num_nodes=self.records[r].num_nodes) for r in chunk]).to(device)
+                    for m in models:
+                        p = torch.softmax(m(batch.x, batch.edge_index, batch=batch.batch).double(), -1).cpu()
+                        for i, record_id in enumerate(chunk):
+                            out[record_id].append(p[i:i + 1])
+        finally:
+            for m, mode in zip(models, modes):
+                m.train(mode)
+        return {r: torch.stack(v) for r, v in out.items()}
+
+    def _score(self, probs: Mapping[str, Tensor], seeds: list[int], model_name: str) -> dict:
+        preds = {r: p.argmax(-1) for r, p in probs.items()}
+        outcomes = [_outcomes(index, probs, preds) for index in self._index]
+        keys = [s.key for s in self.sets]
+        per_set, aggregate, _ = bootstrap_scores(outcomes, keys, self.num_bootstrap, self.bootstrap_seed)
+        sets, cross = [], []
+        for frozen, outcome, intervals in zip(self.sets, outcomes, per_set):
+            scores = {name: intervals[name].to_dict(DIGITS) for name in SCORE_NAMES}
+            sets.append({"key": frozen.key, "dataset": frozen.dataset, "task": frozen.task,
+                         "reference_model": frozen.reference_model, "kind": frozen.kind, "layer": frozen.layer,
+                         "num_units": outcome.num_units, "num_observations": outcome.counts(), "scores": scores})
+            cross.append({"dataset": frozen.dataset, "kind": frozen.kind, "reference_model": frozen.reference_model,
+                          "layer": frozen.layer, "evaluated_model": model_name,
+                          "metamer_acc": scores["metamer_acc"]["mean"], "transfer": scores["transfer"]["mean"]})
+        clean = self._clean_by_dataset(preds)
+        floor = {}
+        for dataset, best in sorted(self.reference_acc.items()):
+            best = _round(best)
+            threshold = FLOOR_FRACTION * best  # not rounded: the leaderboard re-derives it exactly
+            verdict = {"reference_best": best, "threshold": threshold,
+                       "passed": bool(clean[dataset] >= threshold - _FLOOR_TOLERANCE)}
+            if dataset in self.reference_model:
+                verdict["reference_model"] = self.reference_model[dataset]
+            floor[dataset] = verdict
+        return {"seeds": list(seeds), "evaluated_model": model_name, "sets": sets,
+                "aggregate": {name: aggregate[name].to_dict(DIGITS) for name in SCORE_NAMES},
+                "clean_acc_by_dataset": clean, "accuracy_floor": floor, "cross_architecture": cross,
+                "bootstrap": {"replicates": self.num_bootstrap, "level": CI_LEVEL, "seed": self.bootstrap_seed}}
+
+    def _clean_by_dataset(self, preds: Mapping[str, Tensor]) -> dict[str, float]:
+        """Clean accuracy per dataset over its distinct originals, mean over model seeds."""
+        out = {}
+        for dataset in self.datasets:
+            seen, hits, total = set(), None, 0
+            for index in self._index:
+                if index.frozen.dataset != dataset:
+                    continue
+                for original, positions, labels in index.originals:
+                    if original.id in seen:
+                        continue
+                    seen.add(original.id)
+                    right = (preds[original.id][:, positions] == labels).double().sum(1)
+                    hits = right if hits is None else hits + right
+                    total += positions.numel()
+            out[dataset] = _round(float((hits / total).mean())) if total else None
+        return out
+
+
+# -- Submissions -> results file ------------------------------------------------------------------------------------
+
+def results_path(entry_dir: str | os.PathLike) -> Path:
+    """``submissions/<entry>`` -> ``submissions/results/<entry>.json``."""
+    entry_dir = Path(entry_dir).resolve()
+    return entry_dir.parent / RESULTS_DIR / f"{entry_dir.name}.json"
+
+
+def evaluate_submission(entry_dir: str | os.PathLike, release_dir: str | os.PathLike,
+                        num_bootstrap: int = DEFAULT_BOOTSTRAP, device: str = "cpu", progress: bool = False,
+                        evaluator: Evaluator | None = None) -> dict:
+    """Validate ``entry_dir`` (every check of ``validate``), score it on the release, return the results document.
+
+    The document matches ``benchmark/schemas/result.schema.json``; apart from ``wall_s`` (and
+    ``hardware`` / ``library_versions`` on another machine) the same inputs give the same bytes.
+    """
+    from benchmark.submissions import validate_submission
+    from benchmark.versions import hardware, library_versions
+
+    start = time.perf_counter()
+    if evaluator is None:
+        evaluator = Evaluator(release_dir, num_bootstrap=num_bootstrap)
+    if evaluator.release_info is None:
+        raise UserError("the evaluator has no release identity (name, version, manifest hash) to bind scores to")
+    checked = validate_submission(entry_dir, datasets=evaluator.datasets, dims=evaluator.dims, device=device)
+    sub = checked.submission
+    scores = evaluator.eval(checked.models, seeds=sub.seeds, device=device, progress=progress)
+    card = sub.card
+    result = {
+        "entry": sub.entry,
+        "submission": {
+            "name": card["name"], "authors": list(card["authors"]), "architecture": sub.architecture,
+            "config": card["architecture"]["config"], "num_parameters": card["num_parameters"], "seeds": sub.seeds,
+            "tier": card["tier"], "license": card["license"], "paper_url": card["paper_url"],
+            "code_url": card["code_url"], "submission_sha256": sub.card_sha256,
+            "weights_sha256": checked.weights_sha256,
+        },
+        "release": dict(evaluator.release_info),
+        "evaluator_version": EVALUATOR_VERSION,
+        "library_versions": library_versions(),
+        "hardware": hardware(),
+        "bootstrap": scores["bootstrap"],
+        "sets": scores["sets"],
+        "aggregate": scores["aggregate"],
+        "clean_acc_by_dataset": scores["clean_acc_by_dataset"],
+        "accuracy_floor": scores["accuracy_floor"],
+        "cross_architecture": scores["cross_architecture"],
+    }
+    result["wall_s"] = round(time.perf_counter() - start, 2)
+    check_schema(result, "result", "result", "results document does not match result.schema.json")
+    return result
+
+
+def write_results(result: dict, path: str | os.PathLike) -> Path:
+    """Validate ``result`` against its schema and write it atomically as canonical JSON."""
+    check_schema(result, "result", "result", "results document does not match result.schema.json")
+    path = Path(path)
+    atomic_write_json(path, result)
+    return path

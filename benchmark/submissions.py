@@ -1,0 +1,353 @@
+"""Submission intake: ``submissions/<entry>/submission.json`` + one safetensors file per seed and dataset.
+
+:func:`validate_submission` runs every check, class by class, and stops at the first class with
+a problem, raising :class:`UserError` (or :class:`IntegrityError`) that lists every problem of
+that class. The classes, in order:
+
+1. ``card``: the folder and a parseable ``submission.json`` exist;
+2. ``schema``: the card matches ``benchmark/schemas/submission.schema.json``;
+3. ``contents``: registry architecture, known datasets covering the release, one weights file
+   per declared seed, a config that builds;
+4. ``paths``: every weights path is relative, named ``seed-<n>.safetensors`` and stays inside the
+   entry folder (``..``, absolute paths and symlinks out are refused);
+5. ``files``: every weights file exists;
+6. ``hashes``: every file matches its declared SHA-256;
+7. ``weights``: safetensors only (a pickle under any name is refused), no NaN/Inf, strict loading
+   into the registered architecture built from the declared config (never from the file);
+8. ``parameters``: the declared parameter count is the real one.
+
+The architecture always comes from the registry and the card's config.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path, PurePosixPath
+
+from benchmark.errors import IntegrityError, UserError, unknown_choice
+from benchmark.files import read_json, sha256_file
+
+SUBMISSION_FILE = "submission.json"
+MIN_SEEDS = 3
+ENTRY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_WEIGHTS_NAME = re.compile(r"^seed-(0|[1-9][0-9]*)\.safetensors$")
+# Fields that each dataset fixes; the card may state them only if they agree.
+_DATASET_FIELDS = ("in_channels", "out_channels", "task")
+_MAX_LISTED = 8
+
+
+# -- JSON Schemas shared by the evaluator, the submission card and the results file -------------------------------
+
+@functools.lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    """The JSON Schema ``benchmark/schemas/<name>.schema.json`` (``predictions``, ``submission``, ``result``)."""
+    path = resources.files("benchmark") / "schemas" / f"{name}.schema.json"
+    if not path.is_file():
+        raise UserError(f"no schema {name!r}; schemas live in benchmark/schemas/")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def json_path(root: str, parts) -> str:
+    """``root.a[0]['b c']`` for a jsonschema error path."""
+    out = root
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(part)):
+            out += f".{part}"
+        else:
+            out += f"[{str(part)!r}]"
+    return out
+
+
+def schema_problems(instance: object, schema: dict, root: str) -> list[str]:
+    """Every violation of ``schema`` by ``instance``, as ``"<field path>: <message>"``, sorted by path."""
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(instance), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
+        message = error.message
+        if len(message) > 300:  # jsonschema quotes whole sub-documents; keep the line readable
+            message = message[:300] + " ..."
+        problems.append(f"{json_path(root, error.absolute_path)}: {message}")
+    return problems
+
+
+def raise_problems(problems: list[str], what: str, error: type[UserError] = UserError) -> None:
+    """Raise ``error`` listing up to 8 problems (and how many more) if there are any."""
+    if not problems:
+        return
+    shown = problems[:_MAX_LISTED]
+    more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+    raise error(f"{what} ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n  "
+                + "\n  ".join(shown) + more)
+
+
+def check_schema(instance: object, name: str, root: str, what: str) -> None:
+    """Raise :class:`UserError` naming each field of ``instance`` that violates schema ``name``."""
+    raise_problems(schema_problems(instance, load_schema(name), root), what)
+
+
+# -- Dataset dimensions ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetDims:
+    """What a dataset fixes in a model config."""
+
+    num_features: int
+    num_classes: int
+    task: str
+
+
+@functools.lru_cache(maxsize=None)
+def registry_dims(name: str) -> DatasetDims:
+    """Dimensions of a registered dataset, read from the data itself (``load_dataset``)."""
+    from benchmark.graphs import load_dataset
+
+    dataset = load_dataset(name)
+    return DatasetDims(dataset.num_features, dataset.num_classes, dataset.task)
+
+
+# -- The card ---------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Submission:
+    """A submission whose card passed the schema and content checks (weights not yet loaded)."""
+
+    entry: str
+    folder: Path
+    card: dict
+    card_sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.card["name"]
+
+    @property
+    def architecture(self) -> str:
+        return self.card["architecture"]["name"]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.card["seeds"])
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted(self.card["datasets"])
+
+    def config_dict(self, dataset: str, dims: DatasetDims) -> dict:
+        """The full ModelConfig fields for ``dataset``: architecture config, dataset overrides, dims."""
+        values = {**self.card["architecture"]["config"], **self.card["datasets"][dataset].get("config", {})}
+        values["arch"] = self.architecture
+        values.update(in_channels=dims.num_features, out_channels=dims.num_classes, task=dims.task)
+        return values
+
+    def config_problems(self, dataset: str, dims: DatasetDims) -> list[str]:
+        """Where the card's stated dims or arch disagree with the dataset / architecture name."""
+        problems = []
+        for where, config in (("architecture.config", self.card["architecture"]["config"]),
+                              (f"datasets.{dataset}.config", self.card["datasets"][dataset].get("config", {}))):
+            if "arch" in config and config["arch"] != self.architecture:
+                problems.append(f"{where}.arch is {config['arch']!r} but architecture.name is {self.architecture!r}")
+            expected = {"in_channels": dims.num_features, "out_channels": dims.num_classes, "task": dims.task}
+            for key in _DATASET_FIELDS:
+                if key in config and config[key] != expected[key]:
+                    problems.append(f"{where}.{key} is {config[key]!r} but {dataset} has {key} = {expected[key]!r}")
+        return problems
+
+    def weights_entry(self, dataset: str, seed: int) -> dict:
+        return self.card["datasets"][dataset]["weights"][str(seed)]
+
+    def weights_path(self, dataset: str, seed: int) -> Path:
+        return self.folder / self.weights_entry(dataset, seed)["path"]
+
+
+def _read_card(folder: Path) -> tuple[str, dict, str]:
+    """Class 1 (card): the folder, its name and a parseable ``submission.json``."""
+    if not folder.is_dir():
+        raise UserError(f"submission folder not found: {folder} (expected submissions/<entry>/ with {SUBMISSION_FILE})")
+    entry = folder.resolve().name
+    if not ENTRY_PATTERN.match(entry):
+        raise UserError(f"entry folder name {entry!r} is not valid: use letters, digits, '.', '_' and '-', "
+                        "starting with a letter or digit")
+    card_path = folder / SUBMISSION_FILE
+    if not card_path.is_file():
+        raise UserError(f"{card_path} not found; every submission folder holds a {SUBMISSION_FILE} "
+                        f"(see benchmark/schemas/submission.schema.json)")
+    try:
+        card = read_json(card_path)
+    except ValueError as err:
+        raise UserError(f"card: {err}") from err
+    return entry, card, sha256_file(card_path)
+
+
+def read_submission(folder: str | os.PathLike, datasets: list[str] | None = None) -> Submission:
+    """Classes 1-4: the card exists, matches its schema, makes sense and names safe paths.
+
+    ``datasets``: the datasets the release needs (each must be in the card); None skips that check.
+    """
+    from benchmark.graphs import dataset_names
+    from benchmark.models import MODEL_REGISTRY
+
+    folder = Path(folder)
+    entry, card, card_sha = _read_card(folder)
+    check_schema(card, "submission", "submission", f"{folder / SUBMISSION_FILE}: schema violation")
+
+    problems = []
+    arch = card["architecture"]["name"]
+    if arch not in MODEL_REGISTRY:
+        problems.append(f"architecture.name: {unknown_choice('model', arch, MODEL_REGISTRY)}")
+    known = set(dataset_names())
+    for name in sorted(card["datasets"]):
+        if name not in known:
+            problems.append(f"datasets.{name}: {unknown_choice('dataset', name, known)}")
+    if datasets is not None:
+        missing = sorted(set(datasets) - set(card["datasets"]))
+        if missing:
+            problems.append(f"datasets: the release scores {sorted(datasets)} but the card has no weights for {missing}")
+    seeds = {str(s) for s in card["seeds"]}
+    for name, spec in sorted(card["datasets"].items()):
+        given = set(spec["weights"])
+        if given != seeds:
+            lacking = sorted(seeds - given, key=int)
+            extra = sorted(given - seeds, key=int)
+            text = []
+            if lacking:
+                text.append(f"no weights file for seed(s) {', '.join(lacking)}")
+            if extra:
+                text.append(f"weights for undeclared seed(s) {', '.join(extra)}")
+            problems.append(f"datasets.{name}.weights: {'; '.join(text)} (seeds declared: {card['seeds']})")
+    raise_problems(problems, f"{folder / SUBMISSION_FILE}: invalid contents")
+
+    sub = Submission(entry, folder, card, card_sha)
+    raise_problems(_path_problems(sub), f"{folder}: unsafe or misnamed weights paths", IntegrityError)
+    return sub
+
+
+def _path_problems(sub: Submission) -> list[str]:
+    """Class 4 (paths): relative, ``seed-<n>.safetensors``, inside the folder even after symlinks."""
+    problems = []
+    root = sub.folder.resolve()
+    seen: dict[str, str] = {}
+    for dataset in sub.datasets:
+        for seed in sub.seeds:
+            raw = sub.weights_entry(dataset, seed)["path"]
+            where = f"datasets.{dataset}.weights.{seed}.path {raw!r}"
+            pure = PurePosixPath(raw)
+            if "\\" in raw or pure.is_absolute() or re.match(r"^[A-Za-z]:", raw):
+                problems.append(f"{where}: must be a relative POSIX path inside the entry folder")
+                continue
+            if ".." in pure.parts:
+                problems.append(f"{where}: '..' would leave the entry folder; paths must stay inside it")
+                continue
+            match = _WEIGHTS_NAME.match(pure.name)
+            if not match:
+                problems.append(f"{where}: weights files are named seed-<n>.safetensors (safetensors only)")
+                continue
+            if int(match.group(1)) != seed:
+                problems.append(f"{where}: the file for seed {seed} must be named seed-{seed}.safetensors")
+                continue
+            resolved = (sub.folder / raw).resolve()
+            if not resolved.is_relative_to(root):
+                problems.append(f"{where}: resolves to {resolved}, outside the entry folder (symlink?)")
+                continue
+            if raw in seen:
+                problems.append(f"{where}: the same file is also {seen[raw]}")
+            seen[raw] = where
+    return problems
+
+
+# -- Weights ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class CheckedSubmission:
+    """A submission that passed every check, with its models loaded: ``models[dataset][i]`` is seed ``seeds[i]``."""
+
+    submission: Submission
+    models: dict[str, list] = field(default_factory=dict)
+    num_parameters: dict[str, int] = field(default_factory=dict)
+    weights_sha256: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = None,
+                        dims: dict[str, DatasetDims] | None = None, device: str = "cpu") -> CheckedSubmission:
+    """Run every check (see the module docstring) and return the loaded models.
+
+    Args:
+        folder: ``submissions/<entry>``.
+        datasets: datasets the release scores (each must be covered, and only these are loaded);
+            None loads every dataset in the card.
+        dims: dataset dimensions (e.g. from the release); missing ones are read from the data.
+
+    Raises:
+        UserError / IntegrityError: on the first class of problem, listing every problem in it.
+    """
+    from benchmark.checkpoints import load_state_strict, read_safetensors
+    from benchmark.models import ModelConfig, build_model, count_parameters
+
+    sub = read_submission(folder, datasets)
+    wanted = sorted(datasets) if datasets is not None else sub.datasets
+    dims = dict(dims or {})
+    for name in wanted:
+        if name not in dims:
+            dims[name] = registry_dims(name)
+
+    # Class 3 (contents, continued): the config builds for every dataset.
+    problems, configs = [], {}
+    for name in wanted:
+        found = sub.config_problems(name, dims[name])
+        if not found:
+            try:
+                configs[name] = ModelConfig.from_dict(sub.config_dict(name, dims[name]))
+                build_model(configs[name])
+            except UserError as err:
+                found = [f"config for {name}: {err}"]
+        problems += [f"{sub.folder / SUBMISSION_FILE}: {p}" for p in found]
+    raise_problems(problems, f"{sub.folder}: the declared architecture cannot be built")
+
+    files = [(name, seed, sub.weights_path(name, seed)) for name in wanted for seed in sub.seeds]
+    raise_problems([f"datasets.{n}.weights.{s}: file not found: {p}" for n, s, p in files if not p.is_file()],
+                   f"{sub.folder}: missing weights files")
+    mismatched = []
+    hashes: dict[str, dict[str, str]] = {}
+    for name, seed, path in files:
+        actual = sha256_file(path)
+        declared = sub.weights_entry(name, seed)["sha256"]
+        hashes.setdefault(name, {})[str(seed)] = actual
+        if actual != declared:
+            mismatched.append(f"datasets.{name}.weights.{seed} ({path.name}): SHA-256 is {actual}, "
+                              f"the card says {declared}; the file was changed or replaced")
+    raise_problems(mismatched, f"{sub.folder}: weights do not match their SHA-256", IntegrityError)
+
+    checked = CheckedSubmission(sub, weights_sha256=hashes)
+    problems = []
+    for name in wanted:
+        models = []
+        for seed in sub.seeds:
+            path = sub.weights_path(name, seed)
+            model = build_model(configs[name])
+            try:
+                # The hash was checked above; read_safetensors refuses pickles, bad headers and NaN/Inf.
+                load_state_strict(model, read_safetensors(path), f"datasets.{name}.weights.{seed} ({path.name})")
+            except UserError as err:
+                problems.append(str(err))
+                continue
+            models.append(model.eval().to(device))
+        checked.models[name] = models
+        checked.num_parameters[name] = count_parameters(build_model(configs[name]))
+    raise_problems(problems, f"{sub.folder}: weights refused", IntegrityError)
+
+    largest = max(checked.num_parameters.values())
+    # With every dataset of the card loaded the count must be exact; with a subset, at least as large.
+    complete = set(wanted) == set(sub.datasets)
+    declared = sub.card["num_parameters"]
+    if declared != largest if complete else declared < largest:
+        counts = ", ".join(f"{n}: {c}" for n, c in sorted(checked.num_parameters.items()))
+        raise UserError(f"{sub.folder / SUBMISSION_FILE}: num_parameters is {sub.card['num_parameters']} but the "
+                        f"declared architecture has {largest} (the largest over datasets; {counts})")
+    return checked
