@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "list_registry",
     "train",
     "leaderboard",
+    "evaluate",
+    "validate",
 ]
 
 

@@ -1,0 +1,45 @@
+"""``metamer-bench evaluate``: score a submission on a frozen release and write its results file."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "evaluate"
+HELP = ("Validate and score submissions/<entry> on a frozen release; writes submissions/results/<entry>.json "
+        "(scores with 95% bootstrap CIs, cross-architecture rows, release manifest hash).")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from benchmark.metrics.scores import DEFAULT_BOOTSTRAP
+
+    parser.add_argument("entry", type=Path, help="submission folder, e.g. submissions/gcn-baseline")
+    parser.add_argument("--release", type=Path, default=Path("data_cards/v1"), help="release folder (default data_cards/v1)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results file (default: results/<entry>.json next to the entry folder)")
+    parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP,
+                        help=f"bootstrap replicates for the 95%% CIs (default {DEFAULT_BOOTSTRAP})")
+    parser.add_argument("--device", default="cpu", help="torch device for inference (default cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.evaluate import evaluate_submission, results_path, write_results
+
+    result = evaluate_submission(args.entry, args.release, num_bootstrap=args.bootstrap, device=args.device,
+                                 progress=True)
+    out = write_results(result, args.out or results_path(args.entry))
+    agg = result["aggregate"]
+
+    def fmt(name: str) -> str:
+        s = agg[name]
+        if s["mean"] is None:
+            return f"{name} n/a"
+        ci = "" if s["ci_low"] is None else f" [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+        return f"{name} {s['mean']:.3f} +- {s['std']:.3f}{ci}"
+
+    print(f"{result['entry']} on {result['release']['name']} {result['release']['version']}: "
+          + "; ".join(fmt(n) for n in ("invariance_consistency", "transfer", "metamer_acc", "clean_acc")))
+    failed = sorted(d for d, v in result["accuracy_floor"].items() if not v["passed"])
+    if failed:
+        print(f"below the accuracy floor on {', '.join(failed)}: listed, not ranked")
+    print(f"results: {out} ({result['wall_s']:.1f} s)")
+    return 0
