@@ -1,0 +1,76 @@
+"""Options of the metamer optimiser: one dataclass, validated, with defaults tuned on Cora."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from benchmark.errors import UserError, unknown_choice
+
+KINDS = ("feature", "structure", "joint")
+FEATURE_MODES = ("auto", "binary", "continuous")
+EDGE_MODES = ("binary", "weighted")
+CANDIDATE_SOURCES = ("two_hop", "random")
+LOSS_NODES = ("all", "target")
+
+
+@dataclass(frozen=True)
+class MetamerOptions:
+    """Settings of one metamer run (all restarts share them).
+
+    Optimiser: Adam whose step decays along a cosine from ``lr`` to ``lr * lr_final``; a
+    restart stops at ``max_iterations`` or once its relative loss is ``<= tolerance`` (or after
+    ``patience`` steps without a new best, if set); its best iterate is kept.
+    """
+
+    max_iterations: int = 200
+    lr: float = 0.1  # feature logits / continuous features
+    edge_lr: float = 0.1  # edge logits
+    lr_final: float = 0.05  # final step = lr * lr_final (cosine decay)
+    tolerance: float = 1e-4
+    patience: int = 0  # 0: no plateau stop
+    # binary features
+    features: str = "auto"  # auto: binary when every value is 0/1
+    slope: float = 1.0  # sigmoid slope of the straight-through surrogate
+    init_scale: float = 1.0  # scale of the initial logits (log-frequency + Gumbel noise)
+    margin: float = 0.5  # logit margin to the per-row cut ...
+    margin_weight: float = 0.0  # ... and the weight of its hinge penalty (0: off)
+    topk_pool: int = 32  # extra logits per row kept as top-k candidates between refreshes
+    refresh_every: int = 10  # steps between exact refreshes of that candidate pool
+    # structure
+    edges: str = "binary"  # binary: top-|E| edges; weighted: continuous edge weights in [0, 1]
+    candidate_ratio: float = 5.0  # sampled non-edges per original edge
+    candidate_source: str = "two_hop"  # two_hop: non-edges at distance 2 first; random: any pair
+    include_original_edges: bool = True
+    edge_count_weight: float = 1.0  # weighted edges: penalty keeping the total weight at |E|
+    # problem
+    nodes: str = "all"  # loss over all nodes or only the target nodes
+    batch_restarts: bool | None = None  # None: batch on CUDA, one at a time on CPU (faster there)
+    device: str | None = None  # None: the model's device
+
+    def __post_init__(self) -> None:
+        for name, valid in (("features", FEATURE_MODES), ("edges", EDGE_MODES),
+                            ("candidate_source", CANDIDATE_SOURCES), ("nodes", LOSS_NODES)):
+            if getattr(self, name) not in valid:
+                raise unknown_choice(f"{name} option", getattr(self, name), valid)
+        for name in ("max_iterations", "topk_pool", "refresh_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"metamer option {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise UserError(f"metamer option patience must be an integer >= 0, got {self.patience!r}")
+        for name in ("lr", "edge_lr", "slope", "init_scale"):
+            if not float(getattr(self, name)) > 0:
+                raise UserError(f"metamer option {name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("lr_final", "tolerance", "margin", "margin_weight", "candidate_ratio", "edge_count_weight"):
+            if not float(getattr(self, name)) >= 0:
+                raise UserError(f"metamer option {name} must be >= 0, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_kwargs(cls, **options) -> MetamerOptions:
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            raise UserError(f"unknown metamer option(s) {unknown}; valid options: {sorted(valid)}")
+        return cls(**options)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

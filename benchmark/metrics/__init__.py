@@ -1,0 +1,1 @@
+"""Metrics: input distances between graphs (``distances``) and model scores (``scores``)."""
