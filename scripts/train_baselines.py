@@ -129,17 +129,21 @@ def package(entry: Entry, datasets: list[str], seeds: list[int]) -> Path | None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(stage_dir(entry, dataset, seed) / WEIGHTS_NAME, target)
             weights[str(seed)] = {"path": target.relative_to(folder).as_posix(), "sha256": sha256_file(target)}
-        first = cards[dataset, seeds[0]]
-        models[dataset] = {"config": first["config"], "weights": weights,
+        models[dataset] = {"weights": weights,
                            "test_acc": [round(cards[dataset, s]["metrics"]["test_acc"], 4) for s in seeds]}
-    params = cards[datasets[0], seeds[0]]["metrics"]["num_params"]
+    params = max(card["metrics"]["num_params"] for card in cards.values())
+    config = {k: v for k, v in cards[datasets[0], seeds[0]]["config"].items()
+              if k not in ("arch", "in_channels", "out_channels", "task")}  # each dataset fixes these
     submission = {
-        "name": entry.name, "authors": AUTHORS, "architecture": entry.arch, "description": entry.description,
-        "num_parameters": params, "seeds": seeds, "tier": "re-run",
-        "training": {"recipe": "benchmark.training.train_model with registry defaults",
+        "name": entry.name, "description": entry.description, "authors": AUTHORS, "paper_url": None,
+        "code_url": None, "license": "MIT", "tier": "re-run",
+        "architecture": {"name": entry.arch, "config": config},
+        "training": {"data": "train split of each dataset's public split, no extra data",
+                     "recipe": "scripts/train_baselines.py: benchmark.training.train_model with the registry's "
+                               "training defaults (Adam, early stopping on validation accuracy)",
                      "config_overrides": entry.overrides,
                      "adversarial": ADVERSARIAL.to_dict() if entry.adversarial else None},
-        "datasets": models,
+        "seeds": seeds, "num_parameters": params, "datasets": models,
     }
     atomic_write_json(folder / "submission.json", submission)
     return folder

@@ -11,7 +11,7 @@ from benchmark.cli import main
 from benchmark.errors import IntegrityError, UserError
 from benchmark.files import atomic_write_json
 from benchmark.leaderboard import (
-    COLUMNS, build_boards, check_outputs, load_results, parse_html, parse_result, render_all, write_outputs,
+    COLUMNS, SCORE_NAMES, build_boards, check_outputs, load_results, parse_html, parse_result, render_all, write_outputs,
 )
 from benchmark.leaderboard.plots import heatmap_data
 
@@ -35,13 +35,15 @@ def result(entry: str, ic: float, half: float = 0.01, clean: dict | None = None,
              for d in sorted(clean) for j, k in enumerate(("feature", "structure")) for i, r in enumerate(refs)]
     sets = [{"key": f"{c['dataset']}/{c['reference_model']}/{c['kind']}/L1", "dataset": c["dataset"],
              "reference_model": c["reference_model"], "kind": c["kind"], "layer": 1,
-             "scores": {"invariance_consistency": interval(ic)}} for c in cross]
+             "scores": {name: interval(0.5) for name in SCORE_NAMES} | {"invariance_consistency": interval(ic)}}
+            for c in cross]
     return {
         "entry": entry,
         "submission": {"name": entry, "authors": ["metamer-bench"], "architecture": entry.split("-")[0],
                        "num_parameters": 23063, "seeds": [0, 1, 2], "tier": tier},
         "release": dict(release or RELEASE), "evaluator_version": "0.1.0",
         "library_versions": {"torch": "2.13.0"}, "hardware": {"machine": "x86_64", "cpu_count": 2}, "wall_s": 12.5,
+        "bootstrap": {"replicates": 200, "level": 0.95, "seed": 0},
         "sets": sets,
         "aggregate": {"clean_acc": interval(sum(clean.values()) / len(clean)), "metamer_acc": interval(0.4),
                       "near_acc": interval(0.79), "far_acc": interval(0.2), "transfer": interval(0.33),
@@ -122,12 +124,12 @@ def test_version_order_is_numeric():
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda r: r.pop("aggregate"), "lacks required key"),
-    (lambda r: r["aggregate"].pop("transfer"), "aggregate lacks score"),
+    (lambda r: r.pop("aggregate"), "results: 'aggregate' is a required property"),
+    (lambda r: r["aggregate"].pop("transfer"), "results.aggregate: 'transfer' is a required property"),
     (lambda r: r["aggregate"]["invariance_consistency"].update(mean=None), "must be a finite number"),
     (lambda r: r["aggregate"]["invariance_consistency"].update(mean=2.0), "outside its CI"),
-    (lambda r: r["submission"].update(tier="trusted"), "valid tiers: self-reported, re-run"),
-    (lambda r: r["release"].update(version=""), "release.version"),
+    (lambda r: r["submission"].update(tier="trusted"), "results.submission.tier: 'trusted' is not one of"),
+    (lambda r: r["release"].update(manifest_sha256="xyz"), "results.release.manifest_sha256"),
     (lambda r: r.update(accuracy_floor={}), "accuracy_floor is empty"),
 ])
 def test_malformed_results_name_the_file_and_key(mutate, message):
@@ -135,7 +137,7 @@ def test_malformed_results_name_the_file_and_key(mutate, message):
     mutate(r)
     with pytest.raises(UserError, match=message) as info:
         parse_result(r, "x.json")
-    assert str(info.value).startswith("x.json: ")
+    assert str(info.value).startswith("x.json")
 
 
 def test_null_secondary_scores_render_as_na(tmp_path):
