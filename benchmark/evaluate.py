@@ -40,7 +40,14 @@ from benchmark.metrics.scores import (
     js_distance,
 )
 from benchmark.release.records import FrozenSet, GraphRecord
-from benchmark.submissions import DatasetDims, check_schema, load_schema, raise_problems, schema_problems
+from benchmark.submissions import (
+    DatasetDims,
+    check_schema,
+    json_path,
+    load_schema,
+    raise_problems,
+    schema_problems,
+)
 
 EVALUATOR_VERSION = "1.0.0"
 FLOOR_FRACTION = 0.9  # DESIGN 5: clean accuracy below 90% of the best reference model's is not ranked
@@ -417,7 +424,7 @@ class Evaluator:
         probs = {}
         for record_id in sorted(tensors):
             value = tensors[record_id]
-            where = f"predictions.outputs[{record_id!r}]"
+            where = json_path("predictions", ["outputs", record_id])
             if value.size(0) != len(seeds):
                 problems.append(f"{where}.shape[0]: {value.size(0)} model seeds, but seeds lists {len(seeds)}")
                 continue
