@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "leaderboard",
     "evaluate",
     "validate",
+    "generate",
 ]
 
 
