@@ -1,0 +1,48 @@
+"""Baseline entries: the list covers the zoo and the mitigations; checked-in cards pass intake."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.models import model_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_baselines", REPO / "scripts" / "train_baselines.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_entries_cover_every_architecture_and_every_mitigation_combination():
+    entries = {e.name: e for e in _script().baseline_entries()}
+    assert {f"{arch}-baseline" for arch in model_names()} <= set(entries)
+    combos = {"gcn-elu", "gcn-residual", "gcn-adv", "gcn-elu-residual", "gcn-elu-adv", "gcn-residual-adv",
+              "gcn-elu-residual-adv"}
+    assert combos <= set(entries) and len(entries) == len(model_names()) + len(combos)
+    full = entries["gcn-elu-residual-adv"]
+    assert full.overrides == {"activation": "elu", "residual": True} and full.adversarial
+    assert not entries["gcn-elu-residual"].adversarial
+
+
+def _checked_in() -> list[Path]:
+    return sorted(p.parent for p in (REPO / "submissions").glob("*/submission.json"))
+
+
+@pytest.mark.parametrize("folder", _checked_in(), ids=lambda p: p.name)
+def test_checked_in_baseline_cards_pass_intake(folder):
+    """Card schema, contents, safe paths and hashes (classes 1-6 of benchmark.submissions)."""
+    from benchmark.files import sha256_file
+    from benchmark.submissions import read_submission
+
+    sub = read_submission(folder)
+    assert len(sub.seeds) >= 3
+    for dataset in sub.datasets:
+        for seed in sub.seeds:
+            assert sha256_file(sub.weights_path(dataset, seed)) == sub.weights_entry(dataset, seed)["sha256"]
