@@ -54,7 +54,6 @@ FLOOR_FRACTION = 0.9  # DESIGN 5: clean accuracy below 90% of the best reference
 _FLOOR_TOLERANCE = 1e-9  # the same slack the leaderboard allows when it re-derives the verdict
 DIGITS = 6  # scores are rounded so that the results file's bytes do not depend on float noise
 RESULTS_DIR = "results"
-MANIFEST_NAME = "MANIFEST.json"
 _FLOAT_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
                  torch.float64: "float64"}
 _GRAPH_BATCH = 256  # graphs per forward pass for graph tasks
@@ -71,15 +70,11 @@ def _round(value: float | None) -> float | None:
 
 def release_identity(release_dir: str | os.PathLike) -> dict[str, str]:
     """``{"name", "version", "manifest_sha256"}`` of a release folder (the hash of its ``MANIFEST.json``)."""
-    path = Path(release_dir) / MANIFEST_NAME
-    if not path.is_file():
-        raise UserError(f"{path} not found: {release_dir} is not a frozen release (build one with "
-                        "`metamer-bench build-release` or download one)")
-    manifest = read_json(path)
-    missing = [k for k in ("name", "version") if not isinstance(manifest.get(k), str) or not manifest.get(k)]
-    if missing:
-        raise UserError(f"{path}: missing or empty field(s) {missing}")
-    return {"name": manifest["name"], "version": manifest["version"], "manifest_sha256": sha256_file(path)}
+    from benchmark.release.manifest import MANIFEST_NAME, read_manifest
+
+    manifest = read_manifest(release_dir)  # schema-checked: name and version are present
+    return {"name": manifest["name"], "version": manifest["version"],
+            "manifest_sha256": sha256_file(Path(release_dir) / MANIFEST_NAME)}
 
 
 def reference_cards(release_dir: str | os.PathLike) -> dict[str, dict[str, dict]]:
@@ -483,11 +478,16 @@ class Evaluator:
                 m.eval()
                 m.to(device)
             if task == "node":
+                # Records decoded from a release share tensors (every set's original is the base
+                # graph, feature metamers keep its edges): run each distinct graph once.
+                done: dict[tuple, list[Tensor]] = {}
                 for record_id in tqdm(ids, desc="inference", disable=not progress, leave=False):
                     record = self.records[record_id]
-                    x, edge_index = record.x.to(device), record.edge_index.to(device)
-                    for m in models:
-                        out[record_id].append(torch.softmax(m(x, edge_index).double(), -1).cpu())
+                    key = tuple((t.data_ptr(), tuple(t.shape), t.stride(), t.dtype) for t in (record.x, record.edge_index))
+                    if key not in done:
+                        x, edge_index = record.x.to(device), record.edge_index.to(device)
+                        done[key] = [torch.softmax(m(x, edge_index).double(), -1).cpu() for m in models]
+                    out[record_id] = done[key]
             else:
                 for start in tqdm(range(0, len(ids), _GRAPH_BATCH), desc="inference", disable=not progress,
                                   leave=False):

@@ -19,21 +19,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def release_dims(release: Path):
-    """Datasets of a release and their dimensions, from its reference checkpoint cards (no shard loading)."""
+    """Datasets a release scores (its manifest's sets) and their dimensions (its reference checkpoint
+    cards), without loading any shard."""
     from benchmark.errors import UserError
-    from benchmark.evaluate import reference_cards, release_identity
+    from benchmark.evaluate import reference_cards
+    from benchmark.release.manifest import read_manifest
     from benchmark.submissions import DatasetDims
 
-    release_identity(release)  # fails clearly if this is not a release folder
+    manifest = read_manifest(release)
+    cards = reference_cards(release)
     dims = {}
-    for dataset, cards in sorted(reference_cards(release).items()):
+    for dataset in sorted({s["dataset"] for s in manifest["sets"]}):
         found = {(c["config"]["in_channels"], c["config"]["out_channels"], c["config"].get("task", "node"))
-                 for c in cards.values() if isinstance(c.get("config"), dict)}
+                 for c in cards.get(dataset, {}).values() if isinstance(c.get("config"), dict)}
         if len(found) != 1:
-            raise UserError(f"{release}: reference cards of {dataset} disagree on (in, out, task): {sorted(found)}")
+            raise UserError(f"{release}: the reference checkpoint cards of {dataset} (checkpoints/{dataset}/<arch>/"
+                            f"card.json) should give one (in_channels, out_channels, task), found {sorted(found)}")
         dims[dataset] = DatasetDims(*found.pop())
-    if not dims:
-        raise UserError(f"{release}: no reference checkpoint cards under checkpoints/<dataset>/<arch>/card.json")
     return dims
 
 
