@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from benchmark.metrics.scores import DEFAULT_BOOTSTRAP
 
     parser.add_argument("entry", type=Path, help="submission folder, e.g. submissions/gcn-baseline")
-    parser.add_argument("--release", type=Path, default=Path("data_cards/v1"), help="release folder (default data_cards/v1)")
+    parser.add_argument("--release", type=Path, default=None,
+                        help="release folder or name under data_cards/ (default: the shipped data_cards/v1)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results file (default: results/<entry>.json next to the entry folder)")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP,
@@ -23,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from benchmark.evaluate import evaluate_submission, results_path, write_results
+    from benchmark.release.loader import resolve_release
 
-    result = evaluate_submission(args.entry, args.release, num_bootstrap=args.bootstrap, device=args.device,
+    result = evaluate_submission(args.entry, resolve_release(args.release), num_bootstrap=args.bootstrap, device=args.device,
                                  progress=True)
     out = write_results(result, args.out or results_path(args.entry))
     agg = result["aggregate"]

@@ -8,14 +8,13 @@ from pathlib import Path
 NAME = "validate"
 HELP = ("Check a submission folder (card schema, safe paths, SHA-256, safetensors, strict loading, "
         "parameter count, release coverage) without scoring it; exits non-zero on the first class of problem.")
-DEFAULT_RELEASE = Path("data_cards/v1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("entry", type=Path, help="submission folder, e.g. submissions/my-model")
     parser.add_argument("--release", type=Path, default=None,
-                        help=f"release whose datasets the submission must cover (default {DEFAULT_RELEASE}, "
-                             "skipped with a note if that folder is absent)")
+                        help="release whose datasets the submission must cover (default: the shipped data_cards/v1; "
+                             "skipped with a note if it is absent)")
 
 
 def release_dims(release: Path):
@@ -42,7 +41,9 @@ def release_dims(release: Path):
 def run(args: argparse.Namespace) -> int:
     from benchmark.submissions import validate_submission
 
-    release = args.release
+    from benchmark.release.loader import DEFAULT_RELEASE, resolve_release
+
+    release = resolve_release(args.release) if args.release is not None else None
     if release is None and DEFAULT_RELEASE.is_dir():
         release = DEFAULT_RELEASE
     dims = release_dims(release) if release is not None else None

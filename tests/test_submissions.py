@@ -1,0 +1,327 @@
+"""Submission intake and results: every refusal case, and evaluate end to end on a real release folder."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from benchmark.checkpoints import save_checkpoint, state_dict_bytes
+from benchmark.cli import main
+from benchmark.errors import IntegrityError, UserError
+from benchmark.files import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from benchmark.models import count_parameters, default_config
+from benchmark.release.records import FrozenSet, GraphRecord
+from benchmark.submissions import read_submission, validate_submission
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small Cora models: one BLAS thread is several times faster than two on a shared 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(cora):
+    """Three GCNs on Cora (seeds 0, 1, 2), briefly trained: ``[(model, metrics)]``."""
+    from benchmark.training import train_model
+
+    config = default_config("gcn", cora.num_features, cora.num_classes)
+    return [train_model(cora, config, seed=s, epochs=30, patience=30) for s in SEEDS]
+
+
+def write_submission(folder: Path, models, name: str = "tiny-gcn") -> Path:
+    """A valid submission folder: ``Cora/seed-<n>.safetensors`` + ``submission.json``."""
+    weights = {}
+    for seed, model in zip(SEEDS, models):
+        path = folder / "Cora" / f"seed-{seed}.safetensors"
+        atomic_write_bytes(path, state_dict_bytes(model))
+        weights[str(seed)] = {"path": f"Cora/seed-{seed}.safetensors", "sha256": sha256_file(path)}
+    config = {k: v for k, v in models[0].config.to_dict().items() if k not in ("arch", "in_channels", "out_channels", "task")}
+    card = {"name": name, "description": "GCN trained for 30 epochs.", "authors": ["A. Tester"],
+            "paper_url": "https://arxiv.org/abs/1609.02907", "code_url": None, "license": "MIT", "tier": "self-reported",
+            "architecture": {"name": "gcn", "config": config},
+            "training": {"data": "Cora public split, train nodes", "recipe": "Adam lr 0.01, wd 5e-4, 30 epochs"},
+            "seeds": list(SEEDS), "num_parameters": count_parameters(models[0]),
+            "datasets": {"Cora": {"weights": weights}}}
+    atomic_write_json(folder / "submission.json", card)
+    return folder
+
+
+@pytest.fixture()
+def entry(tmp_path, trained):
+    return write_submission(tmp_path / "submissions" / "tiny-gcn", [m for m, _ in trained])
+
+
+def edit_card(folder: Path, change) -> None:
+    card = read_json(folder / "submission.json")
+    change(card)
+    atomic_write_json(folder / "submission.json", card)
+
+
+def rehash(folder: Path, seed: int) -> None:
+    """Make the card's SHA-256 match the (tampered) file, so a later check has to catch it."""
+    edit_card(folder, lambda c: c["datasets"]["Cora"]["weights"][str(seed)].__setitem__(
+        "sha256", sha256_file(folder / "Cora" / f"seed-{seed}.safetensors")))
+
+
+def test_a_valid_submission_passes_and_loads_the_models(entry, trained, cora):
+    checked = validate_submission(entry, datasets=["Cora"])
+    assert checked.submission.entry == "tiny-gcn" and checked.submission.seeds == [0, 1, 2]
+    models = checked.models["Cora"]
+    assert len(models) == 3 and checked.num_parameters == {"Cora": 92231}
+    x, ei = cora.data.x, cora.data.edge_index
+    with torch.no_grad():
+        for loaded, (original, _) in zip(models, trained):
+            assert torch.equal(loaded(x, ei), original.eval()(x, ei))
+
+
+def test_validate_command_ok_and_failure_exit_codes(entry, release, capsys):
+    assert main(["validate", str(entry), "--release", str(release)]) == 0
+    assert "OK" in capsys.readouterr().out
+    edit_card(entry, lambda c: c["datasets"]["Cora"]["weights"]["1"].__setitem__("sha256", "0" * 64))
+    assert main(["validate", str(entry), "--release", str(release)]) == 2
+    err = capsys.readouterr().err
+    assert "metamer-bench validate: error:" in err and "SHA-256" in err and "weights.1" in err
+
+
+# -- refusals: each case is caught by its own class of check, with a message naming the field --------------
+
+def test_pickle_renamed_safetensors_is_refused(entry, trained):
+    target = entry / "Cora" / "seed-0.safetensors"
+    torch.save(trained[0][0].state_dict(), target)  # a pickle (zip container) under a .safetensors name
+    rehash(entry, 0)
+    with pytest.raises(IntegrityError, match=r"seed-0\.safetensors: this is a pickle/torch\.save file"):
+        validate_submission(entry)
+
+
+def test_hash_mismatch_is_refused(entry, trained):
+    atomic_write_bytes(entry / "Cora" / "seed-2.safetensors", state_dict_bytes(trained[0][0]))  # swapped file
+    with pytest.raises(IntegrityError, match=r"datasets\.Cora\.weights\.2 \(seed-2\.safetensors\): SHA-256 is"):
+        validate_submission(entry)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.pop("license"), r"submission: 'license' is a required property"),
+    (lambda c: c.__setitem__("seeds", [0, 1]), r"submission\.seeds: \[0, 1\] is too short"),
+    (lambda c: c.__setitem__("tier", "gold"), r"submission\.tier: 'gold' is not one of"),
+    (lambda c: c["architecture"]["config"].__setitem__("hidden", 8), r"submission\.architecture\.config: .*'hidden' was unexpected"),
+    (lambda c: c.__setitem__("code_url", "ftp://x"), r"submission\.code_url: 'ftp://x' does not match"),
+    (lambda c: c["datasets"]["Cora"]["weights"]["0"].__setitem__("sha256", "abc"), r"weights\['0'\]\.sha256: 'abc' does not match"),
+])
+def test_schema_violations_name_the_field(entry, change, message):
+    edit_card(entry, change)
+    with pytest.raises(UserError, match=message) as info:
+        validate_submission(entry)
+    assert "schema violation" in str(info.value)
+
+
+def test_nan_weights_are_refused(entry, trained):
+    tensors = {k: v.clone() for k, v in trained[1][0].state_dict().items()}
+    name = sorted(tensors)[0]
+    tensors[name].view(-1)[0] = float("nan")
+    save_file(tensors, str(entry / "Cora" / "seed-1.safetensors"))
+    rehash(entry, 1)
+    with pytest.raises(IntegrityError, match=rf"NaN or Inf values are refused: {name}"):
+        validate_submission(entry)
+
+
+def test_wrong_shapes_are_refused(entry):
+    # The card declares 32 hidden channels; the files hold 64: strict loading refuses.
+    edit_card(entry, lambda c: c["architecture"]["config"].__setitem__("hidden_channels", 32))
+    with pytest.raises(IntegrityError, match=r"weights do not fit the declared config \(shape mismatches"):
+        validate_submission(entry)
+
+
+def test_wrong_tensor_names_are_refused(entry, trained):
+    tensors = {f"renamed.{k}": v for k, v in trained[0][0].state_dict().items()}
+    save_file(tensors, str(entry / "Cora" / "seed-0.safetensors"))
+    rehash(entry, 0)
+    with pytest.raises(IntegrityError, match=r"missing tensors .*unexpected tensors"):
+        validate_submission(entry)
+
+
+@pytest.mark.parametrize("path, message", [
+    ("../seed-0.safetensors", r"'\.\.' would leave the entry folder"),
+    ("Cora/../../x/seed-0.safetensors", r"'\.\.' would leave the entry folder"),
+    ("/etc/seed-0.safetensors", r"must be a relative POSIX path"),
+    ("Cora/seed-0.pt", r"named seed-<n>\.safetensors \(safetensors only\)"),
+    ("Cora/seed-1.safetensors", r"the file for seed 0 must be named seed-0\.safetensors"),
+])
+def test_unsafe_or_misnamed_paths_are_refused(entry, path, message):
+    edit_card(entry, lambda c: c["datasets"]["Cora"]["weights"]["0"].__setitem__("path", path))
+    with pytest.raises(IntegrityError, match=message):
+        validate_submission(entry)
+
+
+def test_a_symlink_out_of_the_folder_is_refused(entry, tmp_path):
+    outside = tmp_path / "elsewhere.safetensors"
+    shutil.copyfile(entry / "Cora" / "seed-0.safetensors", outside)
+    (entry / "Cora" / "seed-0.safetensors").unlink()
+    os.symlink(outside, entry / "Cora" / "seed-0.safetensors")
+    with pytest.raises(IntegrityError, match=r"outside the entry folder \(symlink\?\)"):
+        validate_submission(entry)
+
+
+def test_a_missing_seed_file_is_refused(entry):
+    (entry / "Cora" / "seed-2.safetensors").unlink()
+    with pytest.raises(UserError, match=r"datasets\.Cora\.weights\.2: file not found"):
+        validate_submission(entry)
+
+
+def test_a_declared_seed_without_weights_is_refused(entry):
+    edit_card(entry, lambda c: c["datasets"]["Cora"]["weights"].pop("2"))
+    with pytest.raises(UserError, match=r"datasets\.Cora\.weights: no weights file for seed\(s\) 2"):
+        read_submission(entry)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["architecture"].__setitem__("name", "resnet"), r"unknown model 'resnet'; valid models: .*gcn"),
+    (lambda c: c["architecture"]["config"].__setitem__("activation", "swish"), r"unknown activation 'swish'"),
+    (lambda c: c["architecture"]["config"].__setitem__("out_channels", 3), r"out_channels is 3 but Cora has out_channels = 7"),
+    (lambda c: c.__setitem__("num_parameters", 1000), r"num_parameters is 1000 but the declared architecture has 92231"),
+])
+def test_card_contents_are_checked(entry, change, message):
+    edit_card(entry, change)
+    with pytest.raises(UserError, match=message):
+        validate_submission(entry)
+
+
+def test_release_coverage_is_checked(entry):
+    with pytest.raises(UserError, match=r"no weights for \['CiteSeer'\]"):
+        read_submission(entry, datasets=["Cora", "CiteSeer"])
+
+
+def test_missing_folder_or_card(tmp_path):
+    with pytest.raises(UserError, match="submission folder not found"):
+        validate_submission(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="submission.json not found"):
+        validate_submission(tmp_path / "empty")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "submission.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        validate_submission(tmp_path / "broken")
+
+
+# -- evaluate end to end on a release folder ----------------------------------------------------------------
+
+def write_release(root: Path, cora, reference, reference_acc: float) -> Path:
+    """A one-set release written with the release package's own writers (shards, checkpoint, manifest)."""
+    from benchmark.release.manifest import write_manifest
+    from benchmark.release.shards import write_records
+    from benchmark.versions import library_versions
+
+    data = cora.data
+    n = data.num_nodes
+    target = torch.zeros(n, dtype=torch.bool)
+    target[cora.index("test")] = True
+    gen = torch.Generator().manual_seed(0)
+
+    def make(rid, role, x, seed, parent="Cora/gcn/feature/L1/original", valid=None):
+        common = dict(dataset="Cora", task="node", graph_index=0, edge_index=data.edge_index, y=data.y)
+        if role == "base":
+            return GraphRecord(id=rid, role=role, parent_id=None, reference_model="", kind="", layer=0, seed=-1,
+                               x=x, target=torch.ones(n, dtype=torch.bool), valid=torch.ones(n, dtype=torch.bool),
+                               similarity=torch.ones(n), **common)
+        return GraphRecord(id=rid, role=role, parent_id=None if role == "original" else parent, reference_model="gcn",
+                           kind="feature", layer=1, seed=seed, x=x, target=target,
+                           valid=target.clone() if valid is None else valid,
+                           similarity=torch.nn.functional.cosine_similarity(x, data.x, dim=1), **common)
+
+    base = make("Cora/base", "base", data.x, -1)
+    records = [make("Cora/gcn/feature/L1/original", "original", data.x, -1)]
+    for seed in (0, 1):
+        shuffled = data.x[torch.randperm(n, generator=gen)]
+        near = (data.x + (torch.rand(data.x.shape, generator=gen) < 0.002).float()) % 2
+        mixed = torch.where(torch.rand(n, 1, generator=gen) < 0.5, data.x, shuffled)
+        valid = target & (torch.rand(n, generator=gen) < 0.8)
+        records += [make(f"Cora/gcn/feature/L1/s{seed}/{role}", role, x, seed, valid=valid)
+                    for role, x in (("metamer", mixed), ("near", near), ("far", shuffled))]
+    write_records(root / "data" / "bases" / "Cora.parquet", [base])
+    write_records(root / "data" / "Cora" / "gcn-feature.parquet", records, references={base.id: base})
+    save_checkpoint(reference, root / "checkpoints" / "Cora" / "gcn",
+                    {"dataset": "Cora", "seed": 0, "metrics": {"test_acc": reference_acc}})
+    header = {"name": "metamer-bench-test", "release": "v1", "version": "1.0.0",
+              "bases": {"Cora": "data/bases/Cora.parquet"},
+              "sets": [{"key": "Cora/gcn/feature/L1", "dataset": "Cora", "task": "node", "reference_model": "gcn",
+                        "kind": "feature", "layer": 1, "shard": "data/Cora/gcn-feature.parquet",
+                        "checkpoint": "checkpoints/Cora/gcn", "seeds": [0, 1]}],
+              "generator": {"version": "test", "config": {}}, "library_versions": library_versions()}
+    write_manifest(root, header)
+    return root
+
+
+@pytest.fixture()
+def release(tmp_path, cora, trained):
+    return write_release(tmp_path / "release", cora, trained[0][0], reference_acc=0.815)
+
+
+def test_evaluate_writes_a_schema_valid_deterministic_results_file(entry, release, trained, capsys):
+    from benchmark.evaluate import results_path
+    from benchmark.leaderboard.ranking import parse_result
+    from benchmark.submissions import check_schema
+
+    assert main(["evaluate", str(entry), "--release", str(release), "--bootstrap", "200"]) == 0
+    out = results_path(entry)
+    assert out == entry.parent / "results" / "tiny-gcn.json"
+    assert "invariance_consistency" in capsys.readouterr().out
+    first = out.read_bytes()
+    result = json.loads(first)
+    check_schema(result, "result", "result", "results file")
+    manifest_sha = sha256_file(release / "MANIFEST.json")
+    assert result["release"] == {"name": "metamer-bench-test", "version": "1.0.0", "manifest_sha256": manifest_sha}
+    assert result["submission"]["seeds"] == [0, 1, 2] and result["submission"]["tier"] == "self-reported"
+    assert result["submission"]["architecture"] == "gcn" and result["evaluator_version"]
+    assert {"torch", "python"} <= set(result["library_versions"]) and "cpu_count" in result["hardware"]
+    test_acc = sum(m["test_acc"] for _, m in trained) / 3
+    assert result["clean_acc_by_dataset"]["Cora"] == pytest.approx(test_acc, abs=1e-6)
+    assert result["accuracy_floor"]["Cora"]["reference_best"] == 0.815
+    assert [c["reference_model"] for c in result["cross_architecture"]] == ["gcn"]
+    assert result["sets"][0]["key"] == "Cora/gcn/feature/L1"
+    row = parse_result(result, "tiny-gcn.json")  # the leaderboard reads it as is
+    assert row.ic.mean == result["aggregate"]["invariance_consistency"]["mean"]
+
+    # Same inputs, same bytes (timing aside).
+    assert main(["evaluate", str(entry), "--release", str(release), "--bootstrap", "200"]) == 0
+    second = json.loads(out.read_bytes())
+    first_json = json.loads(first)
+    for doc in (first_json, second):
+        doc.pop("wall_s")
+    assert json.dumps(first_json, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_evaluate_refuses_a_tampered_release(entry, release):
+    from benchmark.evaluate import evaluate_submission
+
+    shard = release / "data" / "Cora" / "gcn-feature.parquet"
+    shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(IntegrityError, match=r"gcn-feature\.parquet: SHA-256 mismatch"):
+        evaluate_submission(entry, release, num_bootstrap=10)
+
+
+def test_evaluate_refuses_an_invalid_submission_before_scoring(entry, release):
+    from benchmark.evaluate import evaluate_submission
+
+    (entry / "Cora" / "seed-1.safetensors").unlink()
+    with pytest.raises(UserError, match="file not found"):
+        evaluate_submission(entry, release, num_bootstrap=10)
+    assert not (entry.parent / "results").exists()
+
+
+def test_floor_failure_is_recorded(entry, tmp_path, cora, trained):
+    from benchmark.evaluate import evaluate_submission
+
+    release = write_release(tmp_path / "strict", cora, trained[0][0], reference_acc=0.99)
+    result = evaluate_submission(entry, release, num_bootstrap=10)
+    floor = result["accuracy_floor"]["Cora"]
+    assert floor["threshold"] == pytest.approx(0.891) and floor["passed"] is False
