@@ -380,6 +380,15 @@ class Evaluator:
         ``seeds``: the training seeds of the models, in order (default ``0..K-1``).
         Returns the scores document (see :meth:`eval_predictions`).
         """
+        probs, seeds, name = self._predict(model, seeds, device, progress)
+        return self.score_probabilities(probs, seeds, name)
+
+    def predict(self, model, device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Tensor]:
+        """Class probabilities ``{record_id: [K, n_outputs, C]}`` (float64) of the model(s) on every
+        record: the ``outputs`` of a ``{"type": "probs"}`` predictions input."""
+        return self._predict(model, None, device, progress)[0]
+
+    def _predict(self, model, seeds, device, progress) -> tuple[dict[str, Tensor], list[int], str]:
         by_dataset = self._models_by_dataset(model)
         num = {len(v) for v in by_dataset.values()}
         if len(num) != 1:
@@ -395,7 +404,7 @@ class Evaluator:
         for dataset in self.datasets:
             ids = [r for r in records if self._dataset_of[r] == dataset]
             probs.update(self._infer(by_dataset[dataset], ids, self.tasks[dataset], device, progress))
-        return self._score(probs, seeds, "+".join(archs))
+        return probs, seeds, "+".join(archs)
 
     def eval_predictions(self, predictions: Mapping | str | os.PathLike) -> dict:
         """Score precomputed outputs.
@@ -435,7 +444,7 @@ class Evaluator:
             else:
                 probs[record_id] = torch.softmax(value, dim=-1)
         raise_problems(problems, "predictions refused")
-        return self._score(probs, seeds, str(predictions.get("model", "unknown")))
+        return self.score_probabilities(probs, seeds, str(predictions.get("model", "unknown")))
 
     # -- internals -------------------------------------------------------------------------------------------
     def _models_by_dataset(self, model) -> dict[str, list]:
@@ -503,7 +512,9 @@ class Evaluator:
                 m.train(mode)
         return {r: torch.stack(v) for r, v in out.items()}
 
-    def _score(self, probs: Mapping[str, Tensor], seeds: list[int], model_name: str) -> dict:
+    def score_probabilities(self, probs: Mapping[str, Tensor], seeds: Sequence[int], model_name: str) -> dict:
+        """Scores from class probabilities ``{record_id: [K, n_outputs, C]}`` (as :meth:`predict`
+        returns; unchecked, use :meth:`eval_predictions` for outside input)."""
         preds = {r: p.argmax(-1) for r, p in probs.items()}
         outcomes = [_outcomes(index, probs, preds) for index in self._index]
         keys = [s.key for s in self.sets]
