@@ -1,0 +1,98 @@
+"""Loading a frozen release: ``load_frozen_sets`` (for scoring) and ``load_metamers`` (PyG ``Data``).
+
+A release folder (``data_cards/v1``) holds ``MANIFEST.json``, ``data/bases/<dataset>.parquet``
+(the base graphs every set refers to) and one shard per set. Files are verified against the
+manifest by default. A hub id instead of a folder is fetched with ``download_release`` first.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch_geometric.data import Data
+
+from benchmark.errors import unknown_choice
+from benchmark.release.manifest import read_manifest, verify_files
+from benchmark.release.records import ROLES, FrozenSet, GraphRecord
+from benchmark.release.shards import read_records
+
+DEFAULT_RELEASE = Path(__file__).resolve().parents[2] / "data_cards" / "v1"
+
+
+def resolve_release(release: str | os.PathLike | None) -> Path:
+    """A local release folder: the argument, a ``vN`` name under ``data_cards/``, or the shipped v1."""
+    if release is None:
+        return DEFAULT_RELEASE
+    path = Path(release)
+    if not path.exists() and (DEFAULT_RELEASE.parent / str(release)).exists():
+        return DEFAULT_RELEASE.parent / str(release)
+    return path
+
+
+def _select(manifest: dict, dataset, reference_model, kind, layer) -> list[dict]:
+    sets = manifest["sets"]
+    for name, value in (("dataset", dataset), ("reference_model", reference_model), ("kind", kind), ("layer", layer)):
+        if value is None:
+            continue
+        valid = sorted({str(s[name]) for s in sets})
+        if str(value) not in valid:
+            raise unknown_choice(name.replace("_", " "), value, valid)
+        sets = [s for s in sets if str(s[name]) == str(value)]
+    return sets
+
+
+def load_frozen_sets(release: str | os.PathLike | None = None, verify: bool = True, dataset: str | None = None,
+                     reference_model: str | None = None, kind: str | None = None,
+                     layer: int | None = None) -> list[FrozenSet]:
+    """Every frozen set of a release (optionally filtered), records decoded and manifest-verified."""
+    root = resolve_release(release)
+    manifest = read_manifest(root)
+    chosen = _select(manifest, dataset, reference_model, kind, layer)
+    if verify:
+        needed = sorted({s["shard"] for s in chosen} | {manifest["bases"][s["dataset"]] for s in chosen})
+        verify_files(root, manifest, only=needed)
+    bases: dict[str, dict[str, GraphRecord]] = {}
+    out = []
+    for entry in chosen:
+        name = entry["dataset"]
+        if name not in bases:
+            bases[name] = {r.id: r for r in read_records(root / manifest["bases"][name])}
+        records = read_records(root / entry["shard"], bases[name])
+        originals = [r for r in records if r.role == "original"]
+        variants = [r for r in records if r.role != "original"]
+        out.append(FrozenSet(name, entry["task"], entry["reference_model"], entry["kind"], entry["layer"],
+                             originals, variants))
+    return out
+
+
+def load_metamers(release: str | os.PathLike | None = None, dataset: str | None = None,
+                  reference_model: str | None = None, kind: str | None = None, role: str | None = "metamer",
+                  layer: int | None = None, verify: bool = True) -> list[Data]:
+    """PyG ``Data`` objects of a release, filtered like the sets (``role=None``: every role).
+
+    Each ``Data`` has ``x [N, F]``, ``edge_index [2, E]``, ``y``, ``target_mask``, ``valid_mask``,
+    ``similarity`` and the ids ``record_id``, ``role``, ``parent_id``.
+    """
+    if role is not None and role not in ROLES:
+        raise unknown_choice("role", role, ROLES)
+    out = []
+    for frozen_set in load_frozen_sets(release, verify, dataset, reference_model, kind, layer):
+        records = frozen_set.originals + frozen_set.variants
+        out += [r.to_data() for r in records if role is None or r.role == role]
+    return out
+
+
+def hf_dataset(release: str | os.PathLike | None = None, verify: bool = True):
+    """The release's set shards as one Hugging Face ``datasets.Dataset`` (raw encoded rows).
+
+    Features are stored with exact codecs (see :mod:`benchmark.release.shards`); decode rows into
+    tensors with :func:`load_metamers`. Base graphs are in the ``bases`` config of the card.
+    """
+    import datasets
+
+    root = resolve_release(release)
+    manifest = read_manifest(root)
+    if verify:
+        verify_files(root, manifest)
+    files = [str(root / s["shard"]) for s in manifest["sets"]]
+    return datasets.load_dataset("parquet", data_files={"train": files}, split="train")
