@@ -19,6 +19,9 @@ COMMAND_MODULES = [
     "evaluate",
     "validate",
     "generate",
+    "build_release",
+    "verify",
+    "download",
 ]
 
 

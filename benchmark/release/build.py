@@ -37,6 +37,7 @@ from benchmark.release.shards import read_records, write_records
 from benchmark.versions import library_versions
 
 TIMING_KEYS = frozenset({"wall_s", "step_ms"})
+CONTENT_KEYS = frozenset({"seeds", "train_seed", "metamer_options", "train_options"})
 
 
 @dataclass
@@ -51,6 +52,7 @@ class ReleaseConfig:
     datasets: dict[str, dict]  # dataset -> {"models": [...], "kinds": {kind: [models]} (optional)}
     train_seed: int = 0
     metamer_options: dict = field(default_factory=dict)
+    train_options: dict = field(default_factory=dict)  # TrainConfig overrides (epochs, patience, ...)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> ReleaseConfig:
@@ -135,10 +137,14 @@ class ReleaseBuilder:
         self.config, self.root, self.progress = config, Path(out_dir), progress
         self.state_path = self.root / ".build" / "state.json"
         self.state = read_json(self.state_path) if self.state_path.is_file() else {}
-        if self.state and self.state.get("config") != config.to_dict():
-            raise UserError(f"{self.root} holds a build of a different config; build into another folder "
-                            f"or delete {self.state_path.parent} and the outputs to start over")
-        self.state.setdefault("config", config.to_dict())
+        # Finished sets stay valid when only the dataset/model lists change; anything that changes a
+        # set's content (seeds, options, training seed) needs a fresh folder.
+        content = {k: v for k, v in config.to_dict().items() if k in CONTENT_KEYS}
+        if self.state and self.state.get("content") != content:
+            raise UserError(f"{self.root} holds a build with other {sorted(CONTENT_KEYS)}; build into another "
+                            f"folder or delete {self.state_path.parent} and the outputs to start over")
+        self.state["content"] = content
+        self.state["config"] = config.to_dict()
         self.state.setdefault("steps", {})
         self._datasets: dict[str, GraphDataset] = {}
 
@@ -171,7 +177,7 @@ class ReleaseBuilder:
         dataset = self.dataset(name)
         config = default_config(arch, dataset.num_features, dataset.num_classes, task=dataset.task)
         start = time.perf_counter()
-        model, metrics = train_model(dataset, config, seed=self.config.train_seed)
+        model, metrics = train_model(dataset, config, seed=self.config.train_seed, **self.config.train_options)
         save_checkpoint(model, folder, {"dataset": name, "seed": self.config.train_seed,
                                         "metrics": _strip_timing(metrics)})
         self._record(key, folder / CARD_NAME, wall_s=round(time.perf_counter() - start, 2))
