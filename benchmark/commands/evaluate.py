@@ -20,12 +20,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP,
                         help=f"bootstrap replicates for the 95%% CIs (default {DEFAULT_BOOTSTRAP})")
     parser.add_argument("--device", default="cpu", help="torch device for inference (default cpu)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: scoring is many small tensor ops; on a busy 2-core "
+                             "machine two threads measured 5-8x slower than one, see scripts/bench_evaluate.py)")
 
 
 def run(args: argparse.Namespace) -> int:
     from benchmark.evaluate import evaluate_submission, results_path, write_results
+    import torch
+
     from benchmark.release.loader import resolve_release
 
+    if args.threads < 1:
+        from benchmark.errors import UserError
+
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     result = evaluate_submission(args.entry, resolve_release(args.release), num_bootstrap=args.bootstrap, device=args.device,
                                  progress=True)
     out = write_results(result, args.out or results_path(args.entry))

@@ -49,43 +49,26 @@ def js_distance(p: Tensor, q: Tensor) -> Tensor:
     return (0.5 * kl(p) + 0.5 * kl(q)).clamp(0.0, 1.0).sqrt()
 
 
-def weighted_ranks(values: Tensor, weights: Tensor) -> Tensor:
+def tie_groups(values: Tensor) -> tuple[Tensor, int]:
+    """Tie-group index of each item of ``values [P]`` in increasing order of value, and the group count."""
+    unique, item_group = torch.unique(values, sorted=True, return_inverse=True)
+    return item_group, int(unique.numel())
+
+
+def weighted_ranks(values: Tensor, weights: Tensor, groups: tuple[Tensor, int] | None = None) -> Tensor:
     """Average ranks of ``values [P]`` in the sample where item ``i`` appears ``weights[b, i]`` times.
 
     ``weights [B, P]`` -> ranks ``[B, P]``: for each replicate ``b``, the rank each item would get
     (ties averaged, 1-based) if the sample were expanded by its weights. Items of weight 0 get a
-    rank too, but it never counts because their weight is 0.
+    rank too, but it never counts because their weight is 0. ``groups``: ``tie_groups(values)``
+    when the caller reuses it.
     """
-    order = torch.argsort(values, stable=True)
-    sorted_values = values[order]
-    new_group = torch.ones_like(sorted_values, dtype=torch.long)
-    new_group[1:] = (sorted_values[1:] != sorted_values[:-1]).long()
-    new_group[0] = 0
-    group = torch.cumsum(new_group, 0)  # [P] tie-group id in sorted order
-    num_groups = int(group[-1]) + 1 if group.numel() else 0
+    item_group, num_groups = groups if groups is not None else tie_groups(values)
     group_weight = torch.zeros(weights.size(0), num_groups, dtype=weights.dtype)
-    group_weight.index_add_(1, group, weights[:, order])
-    before = torch.cumsum(group_weight, 1) - group_weight
-    group_rank = before + (group_weight + 1.0) / 2.0
-    ranks = torch.empty_like(weights)
-    ranks[:, order] = group_rank[:, group]
-    return ranks
-
-
-def weighted_pearson(x: Tensor, y: Tensor, weights: Tensor) -> Tensor:
-    """Weighted Pearson correlation per row: ``x, y, weights [B, P]`` -> ``[B]`` (NaN if a variance is 0)."""
-    total = weights.sum(1, keepdim=True)
-    mx = (weights * x).sum(1, keepdim=True) / total
-    my = (weights * y).sum(1, keepdim=True) / total
-    dx, dy = x - mx, y - my
-    cov = (weights * dx * dy).sum(1)
-    vx = (weights * dx * dx).sum(1)
-    vy = (weights * dy * dy).sum(1)
-    denom = (vx * vy).sqrt()
-    # Relative threshold: a constant sample has variance at round-off level, not exactly 0.
-    scale = (weights * (x.abs() + y.abs()) ** 2).sum(1).clamp_min(1e-300)
-    degenerate = (vx <= 1e-12 * scale) | (vy <= 1e-12 * scale) | (total.squeeze(1) <= 0)
-    return torch.where(degenerate, torch.full_like(cov, float("nan")), cov / denom.clamp_min(1e-300))
+    group_weight.index_add_(1, item_group, weights)
+    # Items before the group, plus the mean of 1..w within it: cumsum - w + (w + 1) / 2.
+    group_rank = torch.cumsum(group_weight, 1).sub_(group_weight, alpha=0.5).add_(0.5)
+    return torch.index_select(group_rank, 1, item_group)
 
 
 def weighted_spearman(x: Tensor, y: Tensor, weights: Tensor) -> Tensor:
@@ -93,7 +76,26 @@ def weighted_spearman(x: Tensor, y: Tensor, weights: Tensor) -> Tensor:
 
     With all weights 1 this is ``scipy.stats.spearmanr`` (average ranks for ties).
     """
-    return weighted_pearson(weighted_ranks(x, weights), weighted_ranks(y, weights), weights)
+    x_ranks = weighted_ranks(x, weights)
+    return _rank_correlation(x_ranks, _rank_moment(x_ranks, weights), weighted_ranks(y, weights), weights)
+
+
+def _rank_moment(ranks: Tensor, weights: Tensor) -> Tensor:
+    """``sum_i w_i r_i^2 - N ((N + 1) / 2)^2`` per row: N times the variance of the expanded sample's ranks."""
+    total = weights.sum(1)
+    return (weights * ranks * ranks).sum(1) - total * ((total + 1.0) / 2.0) ** 2
+
+
+def _rank_correlation(x_ranks: Tensor, x_moment: Tensor, y_ranks: Tensor, weights: Tensor) -> Tensor:
+    """Pearson correlation of average ranks; uses that average ranks of N items always have mean (N+1)/2."""
+    total = weights.sum(1)
+    cov = (weights * x_ranks * y_ranks).sum(1) - total * ((total + 1.0) / 2.0) ** 2
+    y_moment = _rank_moment(y_ranks, weights)
+    # All-tied ranks have zero variance up to round-off: treat tiny relative moments as zero.
+    scale = (total ** 3).clamp_min(1.0)
+    degenerate = (x_moment <= 1e-9 * scale) | (y_moment <= 1e-9 * scale) | (total < 2)
+    value = cov / (x_moment.clamp_min(1e-300) * y_moment.clamp_min(1e-300)).sqrt()
+    return torch.where(degenerate, torch.full_like(cov, float("nan")), value)
 
 
 @dataclass
@@ -180,12 +182,15 @@ def _spearman_matrix(outcomes: SetOutcomes, w: Tensor) -> Tensor:
     result = torch.full((w.size(0), outcomes.num_seeds), float("nan"), dtype=torch.float64)
     if x.numel() < 3:
         return result
+    x_groups = tie_groups(x)
+    y_groups = [tie_groups(y[k]) for k in range(outcomes.num_seeds)]
     for start in range(0, w.size(0), _CHUNK):
-        block = w[start:start + _CHUNK][:, unit]  # [b, P] observation weights
-        x_ranks = weighted_ranks(x, block)
+        block = torch.index_select(w[start:start + _CHUNK], 1, unit)  # [b, P] observation weights
+        x_ranks = weighted_ranks(x, block, x_groups)
+        x_moment = _rank_moment(x_ranks, block)
         for k in range(outcomes.num_seeds):
-            y_ranks = weighted_ranks(y[k], block)
-            result[start:start + _CHUNK, k] = weighted_pearson(x_ranks, y_ranks, block)
+            y_ranks = weighted_ranks(y[k], block, y_groups[k])
+            result[start:start + _CHUNK, k] = _rank_correlation(x_ranks, x_moment, y_ranks, block)
     return result
 
 
