@@ -264,8 +264,9 @@ class Evaluator:
         cards: dict[str, dict[str, dict]] = {}
         if isinstance(release, (str, os.PathLike)):
             from benchmark.release import load_frozen_sets
+            from benchmark.release.loader import resolve_release
 
-            self.release_dir: Path | None = Path(release)
+            self.release_dir: Path | None = resolve_release(release)
             sets = list(load_frozen_sets(self.release_dir, verify=verify))
             self.release_info = dict(release_info) if release_info else release_identity(self.release_dir)
             cards = reference_cards(self.release_dir)
@@ -480,7 +481,9 @@ class Evaluator:
         """Class probabilities ``[K, n_outputs, C]`` (float64, CPU) of every record in ``ids``."""
         from torch_geometric.data import Batch, Data
 
+        # Leave the caller's models as they were: training flag and device.
         modes = [m.training for m in models]
+        devices = [next(m.parameters(), torch.empty(0)).device for m in models]
         out: dict[str, list[Tensor]] = {r: [] for r in ids}
         try:
             for m in models:
@@ -508,8 +511,9 @@ class Evaluator:
                         for i, record_id in enumerate(chunk):
                             out[record_id].append(p[i:i + 1])
         finally:
-            for m, mode in zip(models, modes):
+            for m, mode, where in zip(models, modes, devices):
                 m.train(mode)
+                m.to(where)
         return {r: torch.stack(v) for r, v in out.items()}
 
     def score_probabilities(self, probs: Mapping[str, Tensor], seeds: Sequence[int], model_name: str) -> dict:
