@@ -1,0 +1,257 @@
+"""Frozen releases: shards round trip, manifest/card schemas, verify, loader, resume, download."""
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from benchmark.errors import IntegrityError, UserError
+from benchmark.files import atomic_write_json, read_json, sha256_file
+from benchmark.metamers.twins import near_twin
+from benchmark.release import load_frozen_sets, load_metamers, read_records, write_records
+from benchmark.release.build import ReleaseBuilder, ReleaseConfig, base_records
+from benchmark.release.card import read_card
+from benchmark.release.download import download_release
+from benchmark.release.manifest import read_manifest
+from benchmark.release.records import GraphRecord
+from benchmark.release.verify import verify_release
+
+SHIPPED = Path(__file__).resolve().parents[1] / "data_cards" / "v1"
+
+TINY = {
+    "name": "metamer-bench-test", "release": "v0", "version": "0.0.1", "seeds": [0], "kinds": ["feature", "structure"],
+    "train_seed": 0, "metamer_options": {"max_iterations": 8}, "train_options": {"epochs": 25, "patience": 25},
+    "datasets": {"Cora": {"models": ["gcn"]}, "MUTAG": {"models": ["gin"]}},
+}
+
+
+def tiny_config(**changes) -> ReleaseConfig:
+    config = ReleaseConfig(**{**TINY, **changes})
+    config.check()
+    return config
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, cora, mutag):
+    root = tmp_path_factory.mktemp("release") / "v0"
+    ReleaseBuilder(tiny_config(), root, progress=False).build()
+    return root
+
+
+@pytest.fixture()
+def release(built, tmp_path):
+    """A private copy of the built release that a test may damage."""
+    copy = tmp_path / "v0"
+    shutil.copytree(built, copy)
+    return copy
+
+
+def _record(cora, rid, role, x, edge_index, parent=None) -> GraphRecord:
+    n = cora.data.num_nodes
+    return GraphRecord(id=rid, role=role, parent_id=parent, dataset="Cora", task="node", reference_model="gcn",
+                       kind="feature", layer=1, seed=0, graph_index=0, x=x, edge_index=edge_index, y=cora.data.y,
+                       target=torch.rand(n) < 0.3, valid=torch.rand(n) < 0.5, similarity=torch.rand(n),
+                       stats={"rel_loss": 0.02, "curve": [1.0, 0.5]})
+
+
+def test_shard_round_trip_is_exact_for_every_codec(tmp_path, cora):
+    base = base_records(cora)[0]
+    x, e = base.x, base.edge_index
+    xf, _ = near_twin(x, e, "feature", 0)
+    _, es = near_twin(x, e, "structure", 0)
+    dense = torch.rand(x.size(0), 3)
+    records = [_record(cora, "o", "original", x, e), _record(cora, "near-f", "near", xf, e, "o"),
+               _record(cora, "near-s", "near", x, es, "o"), _record(cora, "dense", "far", dense, es.flip(0), "o"),
+               _record(cora, "shuffled", "far", x[torch.randperm(x.size(0))], e[:, torch.randperm(e.size(1))], "o")]
+    write_records(tmp_path / "s.parquet", records, {base.id: base})
+    back = read_records(tmp_path / "s.parquet", {base.id: base})
+    for a, b in zip(records, back):
+        for name in ("x", "edge_index", "y", "target", "valid", "similarity"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), (a.id, name)
+        assert (a.id, a.role, a.parent_id, a.stats) == (b.id, b.role, b.parent_id, b.stats)
+    codecs = pq.read_table(tmp_path / "s.parquet").to_pydict()
+    assert codecs["x_codec"][:3] == ["ref", "xor", "ref"] and codecs["edge_codec"][:3] == ["ref", "ref", "xor"]
+    # The same records give the same bytes.
+    write_records(tmp_path / "t.parquet", records, {base.id: base})
+    assert sha256_file(tmp_path / "s.parquet") == sha256_file(tmp_path / "t.parquet")
+
+
+def test_a_corrupt_shard_is_named(tmp_path):
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(IntegrityError, match="bad.parquet"):
+        read_records(tmp_path / "bad.parquet")
+
+
+def test_built_release_loads_and_verifies(built):
+    report = verify_release(built, progress=False)
+    assert report.ok, report.problems
+    assert report.checked_sets == 4
+    sets = load_frozen_sets(built)
+    assert {s.key for s in sets} == {"Cora/gcn/feature/L1", "Cora/gcn/structure/L1", "MUTAG/gin/feature/L2",
+                                     "MUTAG/gin/structure/L2"}
+    cora_feature = next(s for s in sets if s.key == "Cora/gcn/feature/L1")
+    assert {v.role for v in cora_feature.variants} == {"metamer", "near", "far"}
+    metamer = cora_feature.by_role("metamer")[0]
+    original = cora_feature.parent(metamer)
+    assert torch.equal(metamer.edge_index, original.edge_index)  # feature metamers keep the edges
+    assert torch.equal(metamer.x.sum(1), original.x.sum(1))  # and every node's number of ones
+    data = load_metamers(built, dataset="Cora", reference_model="gcn", kind="structure")
+    assert len(data) == 1 and data[0].edge_index.size(1) == original.edge_index.size(1)
+    card = read_card(built)
+    assert card["metamer_bench"]["reference_models"][0]["weights_sha256"] == read_json(
+        built / "checkpoints/Cora/gcn/card.json")["weights_sha256"]
+
+
+def test_loader_errors_list_valid_options(built):
+    with pytest.raises(UserError, match="valid datasets: Cora, MUTAG"):
+        load_metamers(built, dataset="Pubmed")
+    with pytest.raises(UserError, match="valid roles"):
+        load_metamers(built, role="twin")
+    with pytest.raises(UserError, match="not a frozen release"):
+        load_metamers(built.parent / "nowhere")
+
+
+def test_one_flipped_byte_fails_verify_and_the_loader_naming_the_file(release):
+    shard = release / "data" / "Cora" / "gcn-feature.parquet"
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    shard.write_bytes(bytes(raw))
+    report = verify_release(release, progress=False)
+    assert any(p.startswith("data/Cora/gcn-feature.parquet: SHA-256 mismatch") for p in report.problems)
+    with pytest.raises(IntegrityError, match="data/Cora/gcn-feature.parquet"):
+        load_frozen_sets(release, dataset="Cora", kind="feature")
+    load_frozen_sets(release, dataset="MUTAG")  # other sets still load
+
+
+def test_a_missing_file_is_named(release):
+    (release / "checkpoints" / "MUTAG" / "gin" / "model.safetensors").unlink()
+    report = verify_release(release, progress=False)
+    assert "checkpoints/MUTAG/gin/model.safetensors: missing" in report.problems
+    assert any(p.startswith("MUTAG/gin/feature/L2: not recomputed") for p in report.problems)
+
+
+def test_tampered_validity_is_caught_by_recomputation(release, cora):
+    """Rewrite a shard with flipped validity and a re-hashed manifest: only recomputation can tell."""
+    from benchmark.release.build import ReleaseBuilder
+
+    shard = release / "data" / "Cora" / "gcn-structure.parquet"
+    bases = {r.id: r for r in read_records(release / "data" / "bases" / "Cora.parquet")}
+    records = read_records(shard, bases)
+    for r in records:
+        if r.role == "metamer":
+            r.valid = r.target.clone()  # claim every target node is valid
+    write_records(shard, records, bases)
+    builder = ReleaseBuilder(tiny_config(), release, progress=False)
+    builder.finish()  # re-hash: the manifest now agrees with the tampered shard
+    report = verify_release(release, progress=False)
+    assert any("Cora/gcn/structure/L1" in p and "recomputed validity differs" in p for p in report.problems)
+
+
+def test_schema_violations_name_the_field(release):
+    manifest = read_json(release / "MANIFEST.json")
+    manifest["version"] = "1.0"
+    atomic_write_json(release / "MANIFEST.json", manifest)
+    with pytest.raises(UserError, match=r"MANIFEST\.version"):
+        read_manifest(release)
+    card = (release / "README.md").read_text()
+    (release / "README.md").write_text(card.replace("weights_sha256: ", "weights_sha256: zz", 1))
+    with pytest.raises(UserError, match=r"metamer_bench\.reference_models\[0\]\.weights_sha256"):
+        read_card(release)
+
+
+def test_interrupted_build_resumes_without_redoing_work_and_rebuilds_identically(tmp_path, monkeypatch, built):
+    import benchmark.metamers
+
+    real = benchmark.metamers.make_frozen_set
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(args[2:4])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during the second set
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(benchmark.metamers, "make_frozen_set", flaky)
+    root = tmp_path / "v0"
+    with pytest.raises(KeyboardInterrupt):
+        ReleaseBuilder(tiny_config(), root, progress=False).build()
+    assert (root / "data" / "Cora" / "gcn-feature.parquet").is_file() and not (root / "MANIFEST.json").exists()
+    assert not list(root.rglob("*.tmp"))
+    ReleaseBuilder(tiny_config(), root, progress=False).build()
+    assert calls.count(("gcn", "feature")) == 1  # finished work was not redone
+    ours, reference = read_json(root / "MANIFEST.json")["files"], read_json(built / "MANIFEST.json")["files"]
+    data_files = [f for f in reference if f.startswith(("data/", "checkpoints/"))]
+    assert {f: ours[f] for f in data_files} == {f: reference[f] for f in data_files}  # deterministic rebuild
+    with pytest.raises(UserError, match="seeds"):
+        ReleaseBuilder(tiny_config(seeds=[5]), root, progress=False)
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture()
+def serve():
+    servers = []
+
+    def start(folder: Path) -> str:
+        handler = functools.partial(_Handler, directory=str(folder))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_download_from_a_local_http_server(built, tmp_path, serve):
+    url = serve(built)
+    target = download_release("v0", url, tmp_path / "got")
+    assert verify_release(target, progress=False).ok
+    assert read_json(target / "MANIFEST.json") == read_json(built / "MANIFEST.json")
+    # A second download skips every file already present and correct.
+    before = {p: p.stat().st_mtime_ns for p in target.rglob("*.parquet")}
+    download_release("v0", url, target)
+    assert before == {p: p.stat().st_mtime_ns for p in target.rglob("*.parquet")}
+
+
+def test_a_server_returning_a_wrong_file_leaves_nothing_half_written(release, tmp_path, serve):
+    bad = release / "data" / "MUTAG" / "gin-structure.parquet"
+    bad.write_bytes(bad.read_bytes()[:-10] + b"0123456789")
+    target = tmp_path / "got"
+    with pytest.raises(IntegrityError, match="gin-structure.parquet"):
+        download_release("v0", serve(release), target)
+    assert not (target / "data" / "MUTAG" / "gin-structure.parquet").exists()
+    assert not (target / "MANIFEST.json").exists()  # an incomplete folder is never a release
+    assert not [p for p in target.rglob("*") if p.name.endswith(".part")]
+    with pytest.raises(UserError, match="serves release 'v0', not 'v9'"):
+        download_release("v9", serve(release), tmp_path / "other")
+
+
+def test_hugging_face_view_of_the_shards(built, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    table = pytest.importorskip("datasets")
+    view = __import__("benchmark.release", fromlist=["hf_dataset"]).hf_dataset(built)
+    assert isinstance(view, table.Dataset)
+    assert set(view.unique("role")) == {"original", "metamer", "near", "far"}
+
+
+@pytest.mark.skipif(not (SHIPPED / "MANIFEST.json").exists(), reason="release v1 not built in this checkout")
+def test_the_shipped_release_loads_verified():
+    manifest = read_manifest(SHIPPED)
+    datasets = {s["dataset"] for s in manifest["sets"]}
+    assert {"Cora", "CiteSeer", "Photo"} <= datasets and ({"MUTAG", "PROTEINS"} & datasets)
+    assert len({s["reference_model"] for s in manifest["sets"]}) >= 6
+    assert {s["kind"] for s in manifest["sets"]} >= {"feature", "structure"}
+    assert sum(e["bytes"] for e in manifest["files"].values()) <= 60 * 2**20
+    data = load_metamers(SHIPPED, dataset="Cora", reference_model="gcn", kind="feature")
+    assert len(data) >= 2 and data[0].x.shape == (2708, 1433)
