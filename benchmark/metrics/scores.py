@@ -76,21 +76,25 @@ def weighted_spearman(x: Tensor, y: Tensor, weights: Tensor) -> Tensor:
 
     With all weights 1 this is ``scipy.stats.spearmanr`` (average ranks for ties).
     """
-    x_ranks = weighted_ranks(x, weights)
-    return _rank_correlation(x_ranks, _rank_moment(x_ranks, weights), weighted_ranks(y, weights), weights)
+    total = weights.sum(1, dtype=torch.float64)
+    x_weighted = weights * weighted_ranks(x, weights)
+    x_moment = _rank_moment(x_weighted, weighted_ranks(x, weights), total)
+    return _rank_correlation(x_weighted, x_moment, weighted_ranks(y, weights), weights, total)
 
 
-def _rank_moment(ranks: Tensor, weights: Tensor) -> Tensor:
-    """``sum_i w_i r_i^2 - N ((N + 1) / 2)^2`` per row: N times the variance of the expanded sample's ranks."""
-    total = weights.sum(1)
-    return (weights * ranks * ranks).sum(1) - total * ((total + 1.0) / 2.0) ** 2
+def _rank_moment(weighted: Tensor, ranks: Tensor, total: Tensor) -> Tensor:
+    """``sum_i w_i r_i^2 - N ((N + 1) / 2)^2`` per row (``weighted = w * r``): N times the rank variance.
+
+    Sums accumulate in float64 whatever the input dtype: the subtraction cancels most digits.
+    """
+    return (weighted * ranks).sum(1, dtype=torch.float64) - total * ((total + 1.0) / 2.0) ** 2
 
 
-def _rank_correlation(x_ranks: Tensor, x_moment: Tensor, y_ranks: Tensor, weights: Tensor) -> Tensor:
+def _rank_correlation(x_weighted: Tensor, x_moment: Tensor, y_ranks: Tensor, weights: Tensor,
+                      total: Tensor) -> Tensor:
     """Pearson correlation of average ranks; uses that average ranks of N items always have mean (N+1)/2."""
-    total = weights.sum(1)
-    cov = (weights * x_ranks * y_ranks).sum(1) - total * ((total + 1.0) / 2.0) ** 2
-    y_moment = _rank_moment(y_ranks, weights)
+    cov = (x_weighted * y_ranks).sum(1, dtype=torch.float64) - total * ((total + 1.0) / 2.0) ** 2
+    y_moment = _rank_moment(weights * y_ranks, y_ranks, total)
     # All-tied ranks have zero variance up to round-off: treat tiny relative moments as zero.
     scale = (total ** 3).clamp_min(1.0)
     degenerate = (x_moment <= 1e-9 * scale) | (y_moment <= 1e-9 * scale) | (total < 2)
@@ -184,13 +188,18 @@ def _spearman_matrix(outcomes: SetOutcomes, w: Tensor) -> Tensor:
         return result
     x_groups = tie_groups(x)
     y_groups = [tie_groups(y[k]) for k in range(outcomes.num_seeds)]
+    # Weights are small integers and ranks half-integers below 2^23 (total weight = P): float32
+    # holds them exactly and halves the memory traffic; the sums accumulate in float64.
+    dtype = torch.float32 if x.numel() < 1 << 22 else torch.float64
     for start in range(0, w.size(0), _CHUNK):
-        block = torch.index_select(w[start:start + _CHUNK], 1, unit)  # [b, P] observation weights
+        block = torch.index_select(w[start:start + _CHUNK], 1, unit).to(dtype)  # [b, P] observation weights
+        total = block.sum(1, dtype=torch.float64)
         x_ranks = weighted_ranks(x, block, x_groups)
-        x_moment = _rank_moment(x_ranks, block)
+        x_weighted = block * x_ranks
+        x_moment = _rank_moment(x_weighted, x_ranks, total)
         for k in range(outcomes.num_seeds):
             y_ranks = weighted_ranks(y[k], block, y_groups[k])
-            result[start:start + _CHUNK, k] = _rank_correlation(x_ranks, x_moment, y_ranks, block)
+            result[start:start + _CHUNK, k] = _rank_correlation(x_weighted, x_moment, y_ranks, block, total)
     return result
 
 
