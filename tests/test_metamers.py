@@ -237,3 +237,25 @@ def test_cli_errors(argv, message, capsys, cora):
 
     assert main(["generate", *argv, "--no-progress"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_generate_writes_records_and_stats(tmp_path, cora, gcn, capsys):
+    from benchmark.checkpoints import save_checkpoint
+    from benchmark.cli import main
+    from benchmark.files import read_json
+    from benchmark.release.shards import read_records
+
+    ckpt = save_checkpoint(gcn, tmp_path / "ckpt", {"dataset": "Cora", "seed": 0})
+    out = tmp_path / "out"
+    argv = ["generate", "--dataset", "Cora", "--model", "gcn", "--kind", "feature", "--seeds", "0", "--checkpoint",
+            str(ckpt), "--max-iterations", "3", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    stats = read_json(out / "stats.json")
+    for key in ("rel_loss", "validity_rate", "feature_cosine_mean", "edge_jaccard", "iterations", "wall_s"):
+        assert stats["per_seed"]["0"][key] is not None
+    records = read_records(out / "records.parquet")
+    assert [r.role for r in records] == ["original", "metamer", "near", "far"]
+    assert torch.equal(records[1].x.sum(1), cora.data.x.sum(1))
+    assert main(["generate", "--dataset", "Cora", "--model", "sage", "--kind", "feature", "--checkpoint", str(ckpt),
+                 "--no-progress"]) == 2
+    assert "holds a 'gcn' model" in capsys.readouterr().err

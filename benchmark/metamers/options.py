@@ -43,7 +43,7 @@ class MetamerOptions:
     edge_count_weight: float = 1.0  # weighted edges: penalty keeping the total weight at |E|
     # problem
     nodes: str = "all"  # loss over all nodes or only the target nodes
-    batch_restarts: bool | None = None  # None: batch on CUDA, one at a time on CPU (faster there)
+    batch_restarts: bool | None = None  # None: the per-device default (engine.BATCH_RESTARTS_BY_DEVICE)
     device: str | None = None  # None: the model's device
 
     def __post_init__(self) -> None:
