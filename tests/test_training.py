@@ -31,7 +31,7 @@ def test_same_seed_gives_byte_identical_weights(cora):
 def test_graph_classification_trains(mutag):
     config = default_config("gin", mutag.num_features, mutag.num_classes, task="graph")
     _, metrics = train_model(mutag, config, seed=0, epochs=40, patience=40)
-    assert metrics["test_acc"] >= 0.6  # two classes, 2:1 imbalance; GIN reaches ~0.85
+    assert metrics["test_acc"] >= 0.8  # the majority class is 0.65 of the test graphs; GIN reaches ~0.9
 
 
 def test_mismatched_config_is_refused(cora):
