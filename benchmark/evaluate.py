@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 
 from benchmark.errors import UserError
 from benchmark.files import atomic_write_json, read_json, sha256_file
+from benchmark.metrics import FLOOR_FRACTION
+from benchmark.metrics import FLOOR_TOLERANCE as _FLOOR_TOLERANCE
 from benchmark.metrics.scores import (
     CI_LEVEL,
     DEFAULT_BOOTSTRAP,
@@ -50,8 +52,6 @@ from benchmark.submissions import (
 )
 
 EVALUATOR_VERSION = "1.0.0"
-FLOOR_FRACTION = 0.9  # DESIGN 5: clean accuracy below 90% of the best reference model's is not ranked
-_FLOOR_TOLERANCE = 1e-9  # the same slack the leaderboard allows when it re-derives the verdict
 DIGITS = 6  # scores are rounded so that the results file's bytes do not depend on float noise
 RESULTS_DIR = "results"
 _FLOAT_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",

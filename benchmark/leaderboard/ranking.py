@@ -18,18 +18,18 @@ from pathlib import Path
 
 from benchmark.errors import IntegrityError, UserError
 from benchmark.files import read_json
+from benchmark.metrics import FLOOR_FRACTION
+from benchmark.metrics import FLOOR_TOLERANCE as _FLOOR_TOLERANCE
 
 SCORE_NAMES = ("clean_acc", "metamer_acc", "near_acc", "far_acc", "transfer", "invariance_consistency",
                "ic_spearman")
 PRIMARY = "invariance_consistency"
-FLOOR_FRACTION = 0.9  # DESIGN 5: clean accuracy below 90% of the best reference model's is not ranked
 TIERS = ("self-reported", "re-run")
 _TOP_KEYS = ("entry", "submission", "release", "evaluator_version", "sets", "aggregate", "clean_acc_by_dataset",
              "accuracy_floor", "cross_architecture")
 _SUBMISSION_KEYS = ("name", "authors", "architecture", "num_parameters", "seeds", "tier")
 _RELEASE_KEYS = ("name", "version", "manifest_sha256")
 _INTERVAL_KEYS = ("mean", "std", "ci_low", "ci_high")
-_FLOOR_TOLERANCE = 1e-9  # the evaluator's floor test and ours may round differently in the last bit
 
 
 @dataclass(frozen=True)
