@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +158,14 @@ class GraphDataset:
     def binary_features(self) -> bool:
         xs = [g.x for g in (self.graphs if self.task == "graph" else self.graphs[:1])]
         return all(bool(((x == 0) | (x == 1)).all()) for x in xs)
+
+    def to(self, device: str | torch.device) -> GraphDataset:
+        """A copy whose graphs and split indices live on ``device`` (``self`` if already there)."""
+        device = torch.device(device)
+        if all(g.x.device == device for g in self.graphs):
+            return self
+        return replace(self, graphs=[g.to(device) for g in self.graphs],
+                       split={part: index.to(device) for part, index in self.split.items()})
 
     def index(self, part: str) -> torch.Tensor:
         if part not in self.split:

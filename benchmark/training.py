@@ -6,7 +6,6 @@ validation loss), and the returned metrics are measured with those weights.
 """
 from __future__ import annotations
 
-import copy
 import random
 import time
 from collections.abc import Callable
@@ -108,12 +107,17 @@ def _graph_epoch(model: GraphModel, loader, optimizer: torch.optim.Optimizer) ->
 
 
 def train_model(dataset: GraphDataset, config: ModelConfig, seed: int = 0, progress: bool = False,
-                perturb: FeaturePerturbation | None = None, **overrides) -> tuple[GraphModel, dict]:
+                perturb: FeaturePerturbation | None = None, device: str = "cpu",
+                **overrides) -> tuple[GraphModel, dict]:
     """Train ``config`` on ``dataset`` from seed ``seed``; returns ``(model in eval mode, metrics)``.
 
     ``overrides`` are :class:`TrainConfig` fields (lr, weight_decay, epochs, patience, batch_size).
     ``perturb`` enables adversarial training on node features (node tasks).
-    Metrics: train/val/test accuracy, best epoch, epochs run, wall_s, num_params, the train config.
+    ``device``: where to train ("cpu", "cuda", ...). Byte-identical weights for a seed are
+    guaranteed on the CPU; CUDA's atomic scatter makes GPU runs reproducible only up to float
+    rounding. The returned model is always on the CPU.
+    Metrics: train/val/test accuracy, best epoch, epochs run, wall_s, num_params, the train config,
+    the device.
     """
     if config.task != dataset.task:
         raise UserError(f"config.task is {config.task!r} but {dataset.name} is a {dataset.task}-classification set")
@@ -123,14 +127,15 @@ def train_model(dataset: GraphDataset, config: ModelConfig, seed: int = 0, progr
     if perturb is not None and dataset.task != "node":
         raise UserError("adversarial feature training is implemented for node tasks only")
     train_cfg = TrainConfig.for_arch(config.arch, **overrides)
+    host_dataset, dataset = dataset, dataset.to(device)
     seed_everything(seed)
-    model = build_model(config)
+    model = build_model(config).to(device)  # initialised on the CPU first: the same start on every device
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     loader = None
     if dataset.task == "graph":
         from torch_geometric.loader import DataLoader
 
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)  # shuffling stays on the CPU generator
         train_graphs = [dataset.graphs[i] for i in dataset.index("train").tolist()]
         loader = DataLoader(train_graphs, batch_size=train_cfg.batch_size, shuffle=True, generator=generator)
     best = (-1.0, float("inf"))
@@ -148,7 +153,7 @@ def train_model(dataset: GraphDataset, config: ModelConfig, seed: int = 0, progr
         val_acc, val_loss = _evaluate(model, dataset, "val")
         if (val_acc, -val_loss) > (best[0], -best[1]):
             best, best_epoch, since_best = (val_acc, val_loss), epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             since_best += 1
         bar.set_postfix(loss=f"{loss:.3f}", val=f"{val_acc:.3f}")
@@ -156,8 +161,10 @@ def train_model(dataset: GraphDataset, config: ModelConfig, seed: int = 0, progr
             break
     wall = time.perf_counter() - start
     assert best_state is not None
+    model = model.cpu()
     model.load_state_dict(best_state)
     model.eval()
+    dataset = host_dataset
     metrics = {
         "train_acc": accuracy(model, dataset, "train"),
         "val_acc": accuracy(model, dataset, "val"),
@@ -168,5 +175,6 @@ def train_model(dataset: GraphDataset, config: ModelConfig, seed: int = 0, progr
         "num_params": count_parameters(model),
         "train_config": {f.name: getattr(train_cfg, f.name) for f in fields(train_cfg)},
         "adversarial": perturb is not None,
+        "device": torch.device(device).type,
     }
     return model, metrics

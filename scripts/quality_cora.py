@@ -10,6 +10,7 @@ Writes docs/figures/quality_cora.json and loss-curve PNGs.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import matplotlib
@@ -31,14 +32,15 @@ SETTINGS = {
 }
 
 
-def reference(dataset, arch: str, checkpoints: Path | None):
+def reference(dataset, arch: str, checkpoints: Path | None, device: str = "cpu"):
     from benchmark.checkpoints import load_checkpoint
     from benchmark.training import train_model
 
     if checkpoints is not None and (checkpoints / arch / "card.json").is_file():
         model, card = load_checkpoint(checkpoints / arch)
         return model, card.get("metrics", {}).get("test_acc")
-    model, metrics = train_model(dataset, default_config(arch, dataset.num_features, dataset.num_classes), seed=0)
+    model, metrics = train_model(dataset, default_config(arch, dataset.num_features, dataset.num_classes), seed=0,
+                                 device=device)
     return model, metrics["test_acc"]
 
 
@@ -50,13 +52,18 @@ def main() -> None:
     parser.add_argument("--max-iterations", type=int, default=200)
     parser.add_argument("--checkpoints", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("docs/figures/quality_cora.json"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="metamer option for every setting, value as JSON (e.g. pearson_weight=1)")
     args = parser.parse_args()
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
     dataset = load_dataset("Cora")
-    data, test = dataset.data, dataset.index("test")
+    test = dataset.index("test")
     rows = read_json(args.out)["rows"] if args.out.exists() else []
     for arch in args.models:
-        model, acc = reference(dataset, arch, args.checkpoints)
-        model.eval()
+        model, acc = reference(dataset, arch, args.checkpoints, args.device)
+        model = model.to(args.device).eval()
+        data = dataset.data.to(args.device)
         with torch.no_grad():
             thr = null_threshold(model.embed(data.x, data.edge_index))
         curves = {}
@@ -64,16 +71,19 @@ def main() -> None:
             setting = dict(SETTINGS[name])
             kind = setting.pop("kind")
             r = generate_metamers(model, data, kind, [args.seed], progress=True, max_iterations=args.max_iterations,
-                                  **setting)[0]
-            meta = node_validity(model, data.x, data.edge_index, r.x, r.edge_index, threshold=thr)
-            far = node_validity(model, data.x, data.edge_index, r.start_x, r.start_edge_index, threshold=thr)
+                                  **setting, **options)[0]
+            dev = args.device
+            meta = node_validity(model, data.x, data.edge_index, r.x.to(dev), r.edge_index.to(dev), threshold=thr)
+            far = node_validity(model, data.x, data.edge_index, r.start_x.to(dev), r.start_edge_index.to(dev),
+                                threshold=thr)
             row = {"model": arch, "setting": name, "kind": kind, "layer": r.layer, "test_acc": acc,
+                   "options": options, "device": dev,
                    "rel_loss": r.rel_loss, "start_loss": r.start_loss, "validity_rate": meta.rate(test),
                    "same_prediction_rate": float(meta.same_prediction[test].float().mean()),
                    "pearson_test_mean": float(meta.pearson[test].mean()), "null_threshold": thr,
                    "far_validity_rate": far.rate(test),
-                   "feature_cosine_mean": float(feature_cosine(data.x, r.x).mean()),
-                   "edge_jaccard": edge_jaccard(data.edge_index, r.edge_index, data.num_nodes),
+                   "feature_cosine_mean": float(feature_cosine(data.x.cpu(), r.x).mean()),
+                   "edge_jaccard": edge_jaccard(data.edge_index.cpu(), r.edge_index, data.num_nodes),
                    "iterations": r.iterations, "best_iteration": r.best_iteration, "wall_s": r.wall_s,
                    "step_ms": r.step_s * 1e3, "status": r.status}
             rows = [x for x in rows if not (x["model"] == arch and x["setting"] == name)] + [row]

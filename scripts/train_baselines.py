@@ -10,13 +10,17 @@ dataset and seed, its submission folder ``submissions/<entry>/`` is (re)written 
 runs: ``submission.json`` + ``<dataset>/seed-<n>.safetensors``.
 
     python scripts/train_baselines.py [--release data_cards/v1 | --datasets Cora ...]
-        [--entries gcn-baseline gcn-adv ...] [--seeds 0 1 2] [--package-only]
+        [--entries gcn-baseline gcn-adv ...] [--seeds 0 1 2] [--workers N] [--device cuda]
+        [--package-only]
+
+``--workers N`` trains N runs at once in separate processes (one torch thread each on the CPU).
 """
 from __future__ import annotations
 
 import argparse
 import shutil
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,11 +93,11 @@ def stage_dir(entry: Entry, dataset: str, seed: int) -> Path:
     return STAGING / entry.name / dataset / f"seed-{seed}"
 
 
-def train_one(entry: Entry, dataset_name: str, seed: int) -> None:
-    """Train one run and stage it; a finished run (card present) is skipped."""
+def train_one(entry: Entry, dataset_name: str, seed: int, device: str = "cpu") -> str:
+    """Train one run and stage it; a finished run (card present) is skipped. Returns a log line."""
     out = stage_dir(entry, dataset_name, seed)
     if (out / CARD_NAME).is_file():
-        return
+        return f"{entry.name} {dataset_name} s{seed}: staged already"
     dataset = load_dataset(dataset_name)
     config = default_config(entry.arch, dataset.num_features, dataset.num_classes, task=dataset.task,
                             **entry.overrides)
@@ -103,12 +107,39 @@ def train_one(entry: Entry, dataset_name: str, seed: int) -> None:
     adversarial = entry.adversarial and dataset.task == "node"
     if adversarial:
         perturb = make_perturbation(dataset, ADVERSARIAL)
-    model, metrics = train_model(dataset, config, seed=seed, perturb=perturb)
+    model, metrics = train_model(dataset, config, seed=seed, perturb=perturb, device=device)
     card = {"entry": entry.name, "dataset": dataset_name, "seed": seed, "metrics": metrics,
             "adversarial": ADVERSARIAL.to_dict() if adversarial else None}
     save_checkpoint(model, out, card)
-    tqdm.write(f"{entry.name} {dataset_name} s{seed}: test_acc {metrics['test_acc']:.3f} "
-               f"({metrics['epochs']} epochs, {metrics['wall_s']:.0f} s)")
+    return (f"{entry.name} {dataset_name} s{seed}: test_acc {metrics['test_acc']:.3f} "
+            f"({metrics['epochs']} epochs, {metrics['wall_s']:.0f} s, {metrics['device']})")
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # N workers share the cores; one BLAS thread each avoids oversubscription
+
+
+def train_all(jobs: list[tuple[Entry, str, int]], workers: int, device: str) -> None:
+    """Train ``jobs`` (entry, dataset, seed), ``workers`` at a time; finished runs are skipped."""
+    jobs = [job for job in jobs if not (stage_dir(*job) / CARD_NAME).is_file()]
+    if not jobs:
+        return
+    for name in sorted({dataset for _, dataset, _ in jobs}):
+        load_dataset(name)  # process each raw dataset once, before workers race on the cache
+    bar = tqdm(total=len(jobs), desc="runs")
+    if workers <= 1:
+        for job in jobs:
+            bar.write(train_one(*job, device=device))
+            bar.update()
+        return
+    import multiprocessing
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init) as pool:
+        futures = [pool.submit(train_one, *job, device=device) for job in jobs]
+        for future in as_completed(futures):
+            bar.write(future.result())
+            bar.update()
 
 
 def package(entry: Entry, datasets: list[str], seeds: list[int]) -> Path | None:
@@ -132,8 +163,16 @@ def package(entry: Entry, datasets: list[str], seeds: list[int]) -> Path | None:
         models[dataset] = {"weights": weights,
                            "test_acc": [round(cards[dataset, s]["metrics"]["test_acc"], 4) for s in seeds]}
     params = max(card["metrics"]["num_params"] for card in cards.values())
-    config = {k: v for k, v in cards[datasets[0], seeds[0]]["config"].items()
-              if k not in ("arch", "in_channels", "out_channels", "task")}  # each dataset fixes these
+    # Each dataset fixes arch/dims/task; node and graph sets differ in their defaults (dropout,
+    # readout), so the architecture config is the first dataset's and every other dataset states
+    # the fields where it differs (submission.schema.json: datasets.<name>.config).
+    fixed = ("arch", "in_channels", "out_channels", "task")
+    configs = {d: {k: v for k, v in cards[d, seeds[0]]["config"].items() if k not in fixed} for d in datasets}
+    config = configs[datasets[0]]
+    for dataset in datasets:
+        differing = {k: v for k, v in configs[dataset].items() if config.get(k) != v}
+        if differing:
+            models[dataset]["config"] = differing
     submission = {
         "name": entry.name, "description": entry.description, "authors": AUTHORS, "paper_url": None,
         "code_url": None, "license": "MIT", "tier": "re-run",
@@ -143,7 +182,8 @@ def package(entry: Entry, datasets: list[str], seeds: list[int]) -> Path | None:
                                "training defaults (Adam, early stopping on validation accuracy)",
                      "config_overrides": entry.overrides,
                      "adversarial": ADVERSARIAL.to_dict() if entry.adversarial else None,
-                     "adversarial_datasets": sorted(d for d in datasets if cards[d, seeds[0]].get("adversarial"))},
+                     "adversarial_datasets": sorted(d for d in datasets if cards[d, seeds[0]].get("adversarial")),
+                     "devices": sorted({c["metrics"].get("device", "cpu") for c in cards.values()})},
         "seeds": seeds, "num_parameters": params, "datasets": models,
     }
     atomic_write_json(folder / "submission.json", submission)
@@ -157,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", nargs="+", default=None, help="default: every baseline entry")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CI box has 2 shared cores)")
+    parser.add_argument("--workers", type=int, default=1, help="runs trained at once, one process each")
+    parser.add_argument("--device", default="cpu", help="cpu (byte-reproducible) or cuda")
     parser.add_argument("--package-only", action="store_true", help="only (re)write finished submissions")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -168,14 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     datasets = args.datasets or release_datasets(args.release)
     if len(args.seeds) < 3:
         raise SystemExit("a submission needs at least 3 seeds (DESIGN 4)")
-    for entry in tqdm(entries, desc="entries"):
-        if not args.package_only:
-            for dataset in datasets:
-                for seed in args.seeds:
-                    train_one(entry, dataset, seed)
+    if not args.package_only:
+        train_all([(e, d, s) for d in datasets for e in entries for s in args.seeds], args.workers, args.device)
+    for entry in entries:
         folder = package(entry, datasets, args.seeds)
         if folder is not None:
-            tqdm.write(f"submission written: {folder.relative_to(REPO)}")
+            print(f"submission written: {folder.relative_to(REPO)}")
     return 0
 
 

@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["Cora", "CiteSeer", "Photo"])
     parser.add_argument("--models", nargs="+", default=model_names())
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--device", default="cpu", help="cpu (byte-reproducible) or cuda; recorded per run")
     args = parser.parse_args()
     runs_dir = DOCS / "zoo_runs"
     jobs = [(d, m, s) for d in args.datasets for m in args.models for s in args.seeds]
@@ -42,7 +43,7 @@ def main() -> None:
             continue
         dataset = load_dataset(name)
         config = default_config(arch, dataset.num_features, dataset.num_classes)
-        _, metrics = train_model(dataset, config, seed=seed)
+        _, metrics = train_model(dataset, config, seed=seed, device=args.device)
         atomic_write_json(path, {"dataset": name, "arch": arch, "seed": seed, "config": config.to_dict(), **metrics})
     write_table(args.datasets, args.models)
 

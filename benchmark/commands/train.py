@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=None, help="folder holding <Dataset>/raw (default $METAMER_BENCH_DATA)")
     parser.add_argument("--download", action="store_true", help="allow fetching missing raw files from the canonical source")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu (byte-reproducible) or cuda[:N]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, root=args.data_root, download=args.download)
     config = default_config(args.model, dataset.num_features, dataset.num_classes, task=dataset.task, **overrides)
     train_overrides = {"epochs": args.epochs} if args.epochs else {}
-    model, metrics = train_model(dataset, config, seed=args.seed, progress=True, **train_overrides)
+    model, metrics = train_model(dataset, config, seed=args.seed, progress=True, device=args.device,
+                                  **train_overrides)
     out = args.out or Path("runs") / dataset.name / config.arch / f"seed-{args.seed}"
     save_checkpoint(model, out, {"dataset": dataset.name, "seed": args.seed, "metrics": metrics})
     print(f"{config.arch} on {dataset.name} (seed {args.seed}): val_acc {metrics['val_acc']:.4f}, "

@@ -202,6 +202,11 @@ def _solve(model: GraphModel, problems: list[_Problem], kind: str, layer: int, o
         ref_loss = ref if union.all_nodes else ref[union.loss_nodes]
         loss_owner = union.owner if union.all_nodes else union.owner[union.loss_nodes]
         denom = torch.zeros(num, device=device).index_add_(0, loss_owner, (ref_loss**2).sum(1)).clamp(min=1e-12)
+        ref_unit = None  # centred, unit-norm reference rows for the Pearson term
+        if opts.pearson_weight > 0:
+            centred = ref_loss - ref_loss.mean(1, keepdim=True)
+            ref_unit = centred / centred.norm(dim=1, keepdim=True).clamp(min=1e-12)
+            loss_counts = torch.bincount(loss_owner, minlength=num).clamp(min=1).to(ref.dtype)
 
     feat = _feature_param(problems, union, opts, freq, device) if kind in ("feature", "joint") else None
     edges, cand, cand_sizes = _edge_param(problems, union, opts, device) if kind in ("structure", "joint") else (None, None, [])
@@ -228,7 +233,8 @@ def _solve(model: GraphModel, problems: list[_Problem], kind: str, layer: int, o
         return x, ei, ew, reg
 
     # Best state per problem (compact: top-k columns for binary features, masks for edges).
-    best = torch.full((num,), float("inf"), device=device)
+    best = torch.full((num,), float("inf"), device=device)  # the objective; best_rel: L_rel there
+    best_rel = best.clone()
     best_iter = torch.zeros(num, dtype=torch.long)
     active = torch.ones(num, dtype=torch.bool, device=device)
     iterations = torch.zeros(num, dtype=torch.long)
@@ -258,8 +264,15 @@ def _solve(model: GraphModel, problems: list[_Problem], kind: str, layer: int, o
             h = model.embed(x, ei, ew, batch=batch, layer=layer)
             diff = h - ref if union.all_nodes else h[union.loss_nodes] - ref_loss
             per_problem = torch.zeros(num, device=device).index_add_(0, loss_owner, (diff * diff).sum(1)) / denom
-            total = per_problem.sum() + reg
-            losses = per_problem.detach()
+            objective = per_problem
+            if ref_unit is not None:
+                h_loss = h if union.all_nodes else h[union.loss_nodes]
+                centred = h_loss - h_loss.mean(1, keepdim=True)
+                r = (centred * ref_unit).sum(1) / centred.norm(dim=1).clamp(min=1e-12)
+                objective = objective + opts.pearson_weight * torch.zeros(num, device=device).index_add_(
+                    0, loss_owner, 1 - r) / loss_counts
+            total = objective.sum() + reg
+            losses, rel = objective.detach(), per_problem.detach()
             if step == 0:  # the starting point: the far twin
                 if feat is not None:
                     start_feat = feat.hard().cpu() if isinstance(feat, BinaryFeatures) else feat.x.detach().cpu().clone()
@@ -269,6 +282,7 @@ def _solve(model: GraphModel, problems: list[_Problem], kind: str, layer: int, o
             improved = active & finite & (losses < best)
             if bool(improved.any()):
                 best = torch.where(improved, losses, best)
+                best_rel = torch.where(improved, rel, best_rel)
                 imp_cpu = improved.cpu()
                 best_iter[imp_cpu] = step
                 since_best[imp_cpu] = 0
@@ -295,7 +309,7 @@ def _solve(model: GraphModel, problems: list[_Problem], kind: str, layer: int, o
             act_cpu = active.cpu()
             iterations[act_cpu] = step + 1
             for i in torch.nonzero(act_cpu).view(-1).tolist():
-                curves[i].append(float(losses[i]))
+                curves[i].append(float(rel[i]))
             done = (losses <= opts.tolerance) | ~finite
             if opts.patience:
                 done |= (since_best >= opts.patience).to(device)
@@ -354,10 +368,10 @@ def _solve(model: GraphModel, problems: list[_Problem], kind: str, layer: int, o
         else:
             ei_i = p.data.edge_index.cpu()
             sei_i = ei_i
-        loss = float(best[i])
-        if not math.isfinite(loss):
+        loss = float(best_rel[i])
+        if not math.isfinite(float(best[i])):
             status, msg = "failed", status_msg[i] or "no finite loss was reached"
-        elif loss <= opts.tolerance:
+        elif float(best[i]) <= opts.tolerance:
             status, msg = "converged", ""
         elif curves[i] and loss >= curves[i][0] * 0.999:
             status, msg = "failed", f"the loss never fell below its starting value {curves[i][0]:.4g}"

@@ -41,6 +41,10 @@ class MetamerOptions:
     candidate_source: str = "two_hop"  # two_hop: non-edges at distance 2 first; random: any pair
     include_original_edges: bool = True
     edge_count_weight: float = 1.0  # weighted edges: penalty keeping the total weight at |E|
+    # objective: L_rel + pearson_weight * mean_v (1 - r_v), r_v the Pearson correlation of node v's
+    # activations with the original's. L_rel alone favours high-norm nodes; the r term pulls every
+    # node towards the validity criterion (DESIGN 3). Reported rel_loss and curves stay L_rel.
+    pearson_weight: float = 0.0
     # problem
     nodes: str = "all"  # loss over all nodes or only the target nodes
     batch_restarts: bool | None = None  # None: the per-device default (engine.BATCH_RESTARTS_BY_DEVICE)
@@ -60,7 +64,8 @@ class MetamerOptions:
         for name in ("lr", "edge_lr", "slope", "init_scale"):
             if not float(getattr(self, name)) > 0:
                 raise UserError(f"metamer option {name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("lr_final", "tolerance", "margin", "margin_weight", "candidate_ratio", "edge_count_weight"):
+        for name in ("lr_final", "tolerance", "margin", "margin_weight", "candidate_ratio", "edge_count_weight",
+                     "pearson_weight"):
             if not float(getattr(self, name)) >= 0:
                 raise UserError(f"metamer option {name} must be >= 0, got {getattr(self, name)!r}")
 
