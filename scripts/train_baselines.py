@@ -5,9 +5,11 @@ mitigations on GCN -- ELU activation, residual connections, adversarial training
 features (``benchmark.adversarial``) -- alone and combined (``gcn-elu``, ..., ``gcn-elu-residual-adv``).
 
 Resumable: each run is staged as a checkpoint (``model.safetensors`` + ``card.json``) in
-``runs/baselines/<entry>/<dataset>/seed-<n>/`` and is not redone. Once an entry has every
-dataset and seed, its submission folder ``submissions/<entry>/`` is (re)written from the staged
-runs: ``submission.json`` + ``<dataset>/seed-<n>.safetensors``.
+``runs/baselines/<entry>/<dataset>/seed-<n>/`` and is not redone; runs already in a checked-in
+submission folder (hash-checked) count as finished too, so a fresh clone resumes where git left
+off. The submission folder ``submissions/<entry>/`` (``submission.json`` +
+``<dataset>/seed-<n>.safetensors``) is (re)written with every dataset whose seeds are all done;
+until every dataset of the release is there it is a partial submission, not yet scored.
 
     python scripts/train_baselines.py [--release data_cards/v1 | --datasets Cora ...]
         [--entries gcn-baseline gcn-adv ...] [--seeds 0 1 2] [--workers N] [--device cuda]
@@ -35,7 +37,7 @@ from benchmark.checkpoints import CARD_NAME, WEIGHTS_NAME, save_checkpoint  # no
 from benchmark.errors import UserError  # noqa: E402
 from benchmark.files import atomic_write_json, read_json, sha256_file  # noqa: E402
 from benchmark.graphs import load_dataset  # noqa: E402
-from benchmark.models import default_config, model_names  # noqa: E402
+from benchmark.models import ModelConfig, build_model, count_parameters, default_config, model_names  # noqa: E402
 from benchmark.training import train_model  # noqa: E402
 
 STAGING = REPO / "runs" / "baselines"
@@ -121,7 +123,7 @@ def _worker_init() -> None:
 
 def train_all(jobs: list[tuple[Entry, str, int]], workers: int, device: str) -> None:
     """Train ``jobs`` (entry, dataset, seed), ``workers`` at a time; finished runs are skipped."""
-    jobs = [job for job in jobs if not (stage_dir(*job) / CARD_NAME).is_file()]
+    jobs = [job for job in jobs if not finished(*job)]
     if not jobs:
         return
     for name in sorted({dataset for _, dataset, _ in jobs}):
@@ -142,37 +144,92 @@ def train_all(jobs: list[tuple[Entry, str, int]], workers: int, device: str) -> 
             bar.update()
 
 
-def package(entry: Entry, datasets: list[str], seeds: list[int]) -> Path | None:
-    """Write ``submissions/<entry>/`` from the staged runs, or return None if some run is missing."""
-    cards = {}
-    for dataset in datasets:
-        for seed in seeds:
-            card_path = stage_dir(entry, dataset, seed) / CARD_NAME
-            if not card_path.is_file():
-                return None
-            cards[dataset, seed] = read_json(card_path)
+FIXED_CONFIG = ("arch", "in_channels", "out_channels", "task")  # each dataset fixes these
+
+
+@dataclass
+class DatasetBlock:
+    """One dataset's finished runs of an entry: its card block plus what the card header needs."""
+
+    block: dict  # submission.json datasets.<name>: weights, test_acc (config added by package)
+    config: dict  # full ModelConfig fields minus FIXED_CONFIG
+    num_params: int
+    adversarial: bool
+    devices: set[str]
+
+
+def staged_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlock | None:
+    """The dataset's runs from staging, copied into the submission folder; None unless every seed is staged."""
+    cards = [stage_dir(entry, dataset, s) / CARD_NAME for s in seeds]
+    if not all(c.is_file() for c in cards):
+        return None
+    cards = [read_json(c) for c in cards]
     folder = SUBMISSIONS / entry.name
+    weights = {}
+    for seed in seeds:
+        target = folder / dataset / f"seed-{seed}.safetensors"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stage_dir(entry, dataset, seed) / WEIGHTS_NAME, target)
+        weights[str(seed)] = {"path": target.relative_to(folder).as_posix(), "sha256": sha256_file(target)}
+    return DatasetBlock({"weights": weights, "test_acc": [round(c["metrics"]["test_acc"], 4) for c in cards]},
+                        {k: v for k, v in cards[0]["config"].items() if k not in FIXED_CONFIG},
+                        cards[0]["metrics"]["num_params"], bool(cards[0].get("adversarial")),
+                        {c["metrics"].get("device", "cpu") for c in cards})
+
+
+def checked_in_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlock | None:
+    """The dataset's runs already in ``submissions/<entry>/`` (so a later session resumes from git);
+    None unless the card lists every seed and each file matches its SHA-256."""
+    card_path = SUBMISSIONS / entry.name / "submission.json"
+    if not card_path.is_file():
+        return None
+    card = read_json(card_path)
+    block = card.get("datasets", {}).get(dataset)
+    if block is None or sorted(block["weights"], key=int) != [str(s) for s in seeds]:
+        return None
+    for item in block["weights"].values():
+        path = card_path.parent / item["path"]
+        if not path.is_file() or sha256_file(path) != item["sha256"]:
+            return None
+    config = {**card["architecture"]["config"], **block.get("config", {})}
+    data = load_dataset(dataset)
+    model = build_model(ModelConfig.from_dict({**config, "arch": entry.arch, "in_channels": data.num_features,
+                                               "out_channels": data.num_classes, "task": data.task}))
+    training = card.get("training", {})
+    return DatasetBlock({"weights": block["weights"], "test_acc": block["test_acc"]}, config,
+                        count_parameters(model), dataset in training.get("adversarial_datasets", []),
+                        set(training.get("devices", ["cpu"])))
+
+
+def finished(entry: Entry, dataset: str, seed: int) -> bool:
+    return (stage_dir(entry, dataset, seed) / CARD_NAME).is_file() or checked_in_block(entry, dataset, [seed]) is not None
+
+
+def package(entry: Entry, datasets: list[str], seeds: list[int]) -> tuple[Path, list[str]] | None:
+    """(Re)write ``submissions/<entry>/`` from staged and checked-in runs.
+
+    A dataset goes in once all its seeds are finished; returns ``(folder, missing datasets)``, or
+    None when no dataset is finished yet. An entry with missing datasets is a partial submission:
+    it passes intake but is not scored until every dataset of the release is there.
+    """
+    blocks = {}
+    for dataset in datasets:
+        found = staged_block(entry, dataset, seeds) or checked_in_block(entry, dataset, seeds)
+        if found is not None:
+            blocks[dataset] = found
+    if not blocks:
+        return None
+    # Node and graph sets differ in their defaults (dropout, readout): the architecture config is
+    # the first dataset's and every other dataset states where it differs (datasets.<name>.config).
+    names = sorted(blocks, key=lambda d: (load_dataset(d).task != "node", d))
+    config = blocks[names[0]].config
     models = {}
-    for dataset in datasets:
-        weights = {}
-        for seed in seeds:
-            target = folder / dataset / f"seed-{seed}.safetensors"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(stage_dir(entry, dataset, seed) / WEIGHTS_NAME, target)
-            weights[str(seed)] = {"path": target.relative_to(folder).as_posix(), "sha256": sha256_file(target)}
-        models[dataset] = {"weights": weights,
-                           "test_acc": [round(cards[dataset, s]["metrics"]["test_acc"], 4) for s in seeds]}
-    params = max(card["metrics"]["num_params"] for card in cards.values())
-    # Each dataset fixes arch/dims/task; node and graph sets differ in their defaults (dropout,
-    # readout), so the architecture config is the first dataset's and every other dataset states
-    # the fields where it differs (submission.schema.json: datasets.<name>.config).
-    fixed = ("arch", "in_channels", "out_channels", "task")
-    configs = {d: {k: v for k, v in cards[d, seeds[0]]["config"].items() if k not in fixed} for d in datasets}
-    config = configs[datasets[0]]
-    for dataset in datasets:
-        differing = {k: v for k, v in configs[dataset].items() if config.get(k) != v}
+    for dataset in sorted(blocks):
+        models[dataset] = blocks[dataset].block
+        differing = {k: v for k, v in blocks[dataset].config.items() if config.get(k) != v}
         if differing:
             models[dataset]["config"] = differing
+    folder = SUBMISSIONS / entry.name
     submission = {
         "name": entry.name, "description": entry.description, "authors": AUTHORS, "paper_url": None,
         "code_url": None, "license": "MIT", "tier": "re-run",
@@ -182,12 +239,12 @@ def package(entry: Entry, datasets: list[str], seeds: list[int]) -> Path | None:
                                "training defaults (Adam, early stopping on validation accuracy)",
                      "config_overrides": entry.overrides,
                      "adversarial": ADVERSARIAL.to_dict() if entry.adversarial else None,
-                     "adversarial_datasets": sorted(d for d in datasets if cards[d, seeds[0]].get("adversarial")),
-                     "devices": sorted({c["metrics"].get("device", "cpu") for c in cards.values()})},
-        "seeds": seeds, "num_parameters": params, "datasets": models,
+                     "adversarial_datasets": sorted(d for d, b in blocks.items() if b.adversarial),
+                     "devices": sorted(set().union(*(b.devices for b in blocks.values())))},
+        "seeds": seeds, "num_parameters": max(b.num_params for b in blocks.values()), "datasets": models,
     }
     atomic_write_json(folder / "submission.json", submission)
-    return folder
+    return folder, [d for d in datasets if d not in blocks]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.package_only:
         train_all([(e, d, s) for d in datasets for e in entries for s in args.seeds], args.workers, args.device)
     for entry in entries:
-        folder = package(entry, datasets, args.seeds)
-        if folder is not None:
-            print(f"submission written: {folder.relative_to(REPO)}")
+        written = package(entry, datasets, args.seeds)
+        if written is not None:
+            folder, missing = written
+            print(f"submission written: {folder.relative_to(REPO)}" + (f" (partial: no {missing} yet)" if missing else ""))
     return 0
 
 

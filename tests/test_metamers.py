@@ -64,6 +64,20 @@ def test_feature_metamer_cuts_loss_and_keeps_word_counts(cora, feature_run):
     assert float(feature_cosine(x, r.x).mean()) < 0.5  # and the words themselves changed a lot
 
 
+def test_pearson_term_raises_node_correlations_and_rel_loss_stays_frobenius(cora, gcn, feature_run):
+    run = generate_metamers(gcn, cora.data, "feature", [0], progress=False, max_iterations=30, pearson_weight=1.0)[0]
+    test = cora.index("test")
+    with torch.no_grad():
+        h = gcn.embed(cora.data.x, cora.data.edge_index)
+        r_plain = pearson_rows(h, gcn.embed(feature_run.x, cora.data.edge_index))[test]
+        r_term = pearson_rows(h, gcn.embed(run.x, cora.data.edge_index))[test]
+        frobenius = float(((gcn.embed(run.x, cora.data.edge_index) - h) ** 2).sum() / (h**2).sum())
+    # The low-correlation tail is what fails validity; the r term lifts it.
+    assert float(r_term.quantile(0.1)) > float(r_plain.quantile(0.1))
+    assert run.rel_loss == pytest.approx(frobenius, rel=1e-4)  # reported loss is L_rel, not the objective
+    assert min(run.loss_curve) <= run.rel_loss + 1e-12 and run.loss_curve[0] == pytest.approx(feature_run.start_loss)
+
+
 def test_ste_keeps_every_row_count_exactly():
     g = torch.Generator().manual_seed(3)
     k = torch.tensor([0, 1, 5, 40, 7, 64])

@@ -28,6 +28,13 @@ def test_same_seed_gives_byte_identical_weights(cora):
     assert state_dict_bytes(first) != state_dict_bytes(other)
 
 
+def test_training_reports_its_device_and_returns_a_cpu_model(cora, trained_gcn):
+    model, metrics = trained_gcn
+    assert metrics["device"] == "cpu"
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert cora.to("cpu") is cora  # no copy when the data is already there
+
+
 def test_graph_classification_trains(mutag):
     config = default_config("gin", mutag.num_features, mutag.num_classes, task="graph")
     _, metrics = train_model(mutag, config, seed=0, epochs=40, patience=40)
