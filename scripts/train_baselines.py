@@ -185,18 +185,20 @@ def checked_in_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlo
         return None
     card = read_json(card_path)
     block = card.get("datasets", {}).get(dataset)
-    if block is None or sorted(block["weights"], key=int) != [str(s) for s in seeds]:
+    if block is None or not {str(s) for s in seeds} <= set(block["weights"]):
         return None
-    for item in block["weights"].values():
+    weights = {str(s): block["weights"][str(s)] for s in seeds}
+    for item in weights.values():
         path = card_path.parent / item["path"]
         if not path.is_file() or sha256_file(path) != item["sha256"]:
             return None
+    test_acc = [block["test_acc"][card["seeds"].index(s)] for s in seeds]  # aligned with the card's seeds
     config = {**card["architecture"]["config"], **block.get("config", {})}
     data = load_dataset(dataset)
     model = build_model(ModelConfig.from_dict({**config, "arch": entry.arch, "in_channels": data.num_features,
                                                "out_channels": data.num_classes, "task": data.task}))
     training = card.get("training", {})
-    return DatasetBlock({"weights": block["weights"], "test_acc": block["test_acc"]}, config,
+    return DatasetBlock({"weights": weights, "test_acc": test_acc}, config,
                         count_parameters(model), dataset in training.get("adversarial_datasets", []),
                         set(training.get("devices", ["cpu"])))
 

@@ -78,3 +78,27 @@ def test_summarize_uses_sample_std_and_percentiles():
     assert nan.mean is None and nan.ci_low is None
     single = summarize(torch.tensor([0.2, float("nan")], dtype=torch.float64), torch.tensor([0.2, 0.2], dtype=torch.float64))
     assert single.mean == 0.2 and single.std == 0.0
+
+
+def test_transfer_is_undefined_below_the_minimum_clean_far_gap():
+    from benchmark.metrics.scores import TRANSFER_MIN_GAP, VARIANT_ROLES, SetOutcomes, score_matrix
+
+    n = 20  # one variant per unit and role; clean right on 10 units
+    clean = torch.tensor([[1.0] * 10 + [0.0] * 10], dtype=torch.float64)
+
+    def outcomes(far_right: int) -> SetOutcomes:
+        right = {"metamer": 8, "near": 10, "far": far_right}
+        correct = {r: torch.tensor([[1.0] * right[r] + [0.0] * (n - right[r])], dtype=torch.float64) for r in VARIANT_ROLES}
+        return SetOutcomes(n, clean, {r: torch.arange(n) for r in VARIANT_ROLES}, correct,
+                           {r: torch.ones(1, n, dtype=torch.float64) for r in VARIANT_ROLES},
+                           {r: torch.ones(n) for r in VARIANT_ROLES}, {r: torch.ones(1, n, dtype=torch.float64) for r in VARIANT_ROLES})
+
+    ones = torch.ones(1, n, dtype=torch.float64)
+    # clean 0.5, far 0.2: transfer (0.4 - 0.2) / (0.5 - 0.2) = 2/3
+    assert float(score_matrix(outcomes(4), ones)["transfer"]) == pytest.approx(2 / 3)
+    # clean 0.5, far 0.5 - 1/20 = 0.45: the gap equals the minimum, still defined
+    assert 0.05 == pytest.approx(TRANSFER_MIN_GAP)
+    assert torch.isfinite(score_matrix(outcomes(9), ones)["transfer"]).all()
+    # far as accurate as clean (or more): no transfer, rather than a ratio of noise
+    assert torch.isnan(score_matrix(outcomes(10), ones)["transfer"]).all()
+    assert torch.isnan(score_matrix(outcomes(11), ones)["transfer"]).all()
