@@ -322,3 +322,9 @@ def test_page_in_a_headless_browser(tmp_path, results_dir):
     page.write_text(text[:start] + text[text.index("</tr>", start) + 5:])
     problems = script.check_page(page, page.with_name("leaderboard.json"), shot, browser)
     assert any("differ from" in p for p in problems) and any("1 of 4 plot images failed" in p for p in problems)
+
+
+def test_checked_in_leaderboard_is_fresh():
+    """LEADERBOARD.md, the HTML and the JSON match submissions/results/ (what `--check` enforces)."""
+    outputs = render_all(REPO / "submissions" / "results", REPO / "LEADERBOARD.md", REPO / "leaderboard")
+    assert check_outputs(outputs, REPO) == []
