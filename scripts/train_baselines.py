@@ -153,6 +153,7 @@ class DatasetBlock:
 
     block: dict  # submission.json datasets.<name>: weights, test_acc (config added by package)
     config: dict  # full ModelConfig fields minus FIXED_CONFIG
+    task: str  # "node" or "graph"
     num_params: int
     adversarial: bool
     devices: set[str]
@@ -173,12 +174,12 @@ def staged_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlock |
         weights[str(seed)] = {"path": target.relative_to(folder).as_posix(), "sha256": sha256_file(target)}
     return DatasetBlock({"weights": weights, "test_acc": [round(c["metrics"]["test_acc"], 4) for c in cards]},
                         {k: v for k, v in cards[0]["config"].items() if k not in FIXED_CONFIG},
-                        cards[0]["metrics"]["num_params"], bool(cards[0].get("adversarial")),
+                        cards[0]["config"]["task"], cards[0]["metrics"]["num_params"], bool(cards[0].get("adversarial")),
                         {c["metrics"].get("device", "cpu") for c in cards})
 
 
-def checked_in_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlock | None:
-    """The dataset's runs already in ``submissions/<entry>/`` (so a later session resumes from git);
+def _checked_in_weights(entry: Entry, dataset: str, seeds: list[int]) -> tuple[dict, dict] | None:
+    """``(card, {seed: weights item})`` for ``seeds`` of ``dataset`` in ``submissions/<entry>/``;
     None unless the card lists every seed and each file matches its SHA-256."""
     card_path = SUBMISSIONS / entry.name / "submission.json"
     if not card_path.is_file():
@@ -192,19 +193,31 @@ def checked_in_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlo
         path = card_path.parent / item["path"]
         if not path.is_file() or sha256_file(path) != item["sha256"]:
             return None
+    return card, weights
+
+
+def checked_in_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlock | None:
+    """The dataset's runs already in ``submissions/<entry>/`` (so a later session resumes from git)."""
+    found = _checked_in_weights(entry, dataset, seeds)
+    if found is None:
+        return None
+    card, weights = found
+    block = card["datasets"][dataset]
     test_acc = [block["test_acc"][card["seeds"].index(s)] for s in seeds]  # aligned with the card's seeds
     config = {**card["architecture"]["config"], **block.get("config", {})}
     data = load_dataset(dataset)
     model = build_model(ModelConfig.from_dict({**config, "arch": entry.arch, "in_channels": data.num_features,
                                                "out_channels": data.num_classes, "task": data.task}))
     training = card.get("training", {})
-    return DatasetBlock({"weights": weights, "test_acc": test_acc}, config,
+    return DatasetBlock({"weights": weights, "test_acc": test_acc}, config, data.task,
                         count_parameters(model), dataset in training.get("adversarial_datasets", []),
                         set(training.get("devices", ["cpu"])))
 
 
 def finished(entry: Entry, dataset: str, seed: int) -> bool:
-    return (stage_dir(entry, dataset, seed) / CARD_NAME).is_file() or checked_in_block(entry, dataset, [seed]) is not None
+    """Staged, or checked in with a matching hash (no model is built: this runs for every job)."""
+    return ((stage_dir(entry, dataset, seed) / CARD_NAME).is_file()
+            or _checked_in_weights(entry, dataset, [seed]) is not None)
 
 
 def package(entry: Entry, datasets: list[str], seeds: list[int]) -> tuple[Path, list[str]] | None:
@@ -223,7 +236,7 @@ def package(entry: Entry, datasets: list[str], seeds: list[int]) -> tuple[Path, 
         return None
     # Node and graph sets differ in their defaults (dropout, readout): the architecture config is
     # the first dataset's and every other dataset states where it differs (datasets.<name>.config).
-    names = sorted(blocks, key=lambda d: (load_dataset(d).task != "node", d))
+    names = sorted(blocks, key=lambda d: (blocks[d].task != "node", d))
     config = blocks[names[0]].config
     models = {}
     for dataset in sorted(blocks):
