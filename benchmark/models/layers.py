@@ -3,7 +3,8 @@
 Structure metamers optimise a weight per candidate edge, so every layer must take
 ``edge_weight`` (``[E]``, 1 = edge present, 0 = absent) and be exactly the unweighted layer when
 all weights are 1. PyG's GCNConv, GCN2Conv and APPNP already do; SAGE, GIN and GAT(v2) are
-written here. Linear maps run *before* aggregation wherever that is mathematically the same, so
+written here. Every sum-of-``w * x_j`` layer propagates through one sparse matmul
+(:mod:`benchmark.models.propagation`, bit-identical to PyG's gather/scatter on the CPU). Linear maps run *before* aggregation wherever that is mathematically the same, so
 the layers aggregate ``hidden``-dim messages rather than raw 1433-dim bag-of-words rows.
 """
 from __future__ import annotations
@@ -13,9 +14,12 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric import nn as pyg_nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.utils import add_remaining_self_loops, scatter
+
+from benchmark.models.propagation import FusedPropagation
 
 
 def _weights(edge_index: Tensor, edge_weight: Tensor | None, like: Tensor) -> Tensor:
@@ -24,12 +28,36 @@ def _weights(edge_index: Tensor, edge_weight: Tensor | None, like: Tensor) -> Te
     return edge_weight
 
 
-class WeightedSAGEConv(MessagePassing):
+# PyG compiles a generic ``propagate`` into every MessagePassing subclass that does not define
+# one in its own class body, which would shadow the mixin's: hence ``propagate = ...`` below.
+
+
+class GCNConv(FusedPropagation, pyg_nn.GCNConv):
+    """PyG's GCNConv with fused propagation (same parameters, same outputs)."""
+
+    propagate = FusedPropagation.propagate
+
+
+class GCN2Conv(FusedPropagation, pyg_nn.GCN2Conv):
+    """PyG's GCN2Conv with fused propagation (same parameters, same outputs)."""
+
+    propagate = FusedPropagation.propagate
+
+
+class APPNP(FusedPropagation, pyg_nn.APPNP):
+    """PyG's APPNP with fused propagation (same outputs; no parameters)."""
+
+    propagate = FusedPropagation.propagate
+
+
+class WeightedSAGEConv(FusedPropagation, MessagePassing):
     """GraphSAGE with weighted-mean aggregation: ``W_l mean_w(x_j) + b + W_r x_i``.
 
     Shapes: ``x [N, in]``, ``edge_index [2, E]``, ``edge_weight [E]`` -> ``[N, out]``.
     ``mean_w`` divides by ``max(sum_j w_ij, 1)``, so 0/1 weights give PyG's mean exactly.
     """
+
+    propagate = FusedPropagation.propagate
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(aggr="add")
@@ -52,12 +80,14 @@ class WeightedSAGEConv(MessagePassing):
         return w.unsqueeze(-1) * x_j
 
 
-class WeightedGINConv(MessagePassing):
+class WeightedGINConv(FusedPropagation, MessagePassing):
     """GIN: ``MLP((1 + eps) x_i + sum_j w_ij x_j)`` with a two-layer MLP.
 
     The MLP's first linear map is applied before the sum (same maths, smaller messages).
     Shapes: ``x [N, in]`` -> ``[N, out]``.
     """
+
+    propagate = FusedPropagation.propagate
 
     def __init__(self, in_channels: int, out_channels: int, hidden: int | None = None, eps: float = 0.0,
                  activation: nn.Module | None = None) -> None:
@@ -185,8 +215,6 @@ class HybridGlobalLocalConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, alpha: float = 0.5) -> None:
         super().__init__()
-        from torch_geometric.nn import GCNConv
-
         self.alpha = alpha
         self.attention = LinearGlobalAttention(in_channels, out_channels)
         self.local = GCNConv(in_channels, out_channels)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import APPNP, GCN2Conv, GCNConv, global_add_pool, global_max_pool, global_mean_pool
+from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
 from benchmark.errors import UserError, unknown_choice
 from benchmark.models.config import ModelConfig
-from benchmark.models.layers import HybridGlobalLocalConv, WeightedGATConv, WeightedGINConv, WeightedSAGEConv
+from benchmark.models.layers import APPNP, GCN2Conv, GCNConv, HybridGlobalLocalConv, WeightedGATConv, WeightedGINConv, WeightedSAGEConv
 
 
 @dataclass(frozen=True)
