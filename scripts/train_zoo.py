@@ -1,7 +1,10 @@
 """Train every zoo architecture on Cora, CiteSeer and Photo with 3 seeds; write the accuracy table.
 
 Resumable: each finished run is stored in ``docs/zoo_runs/<dataset>-<arch>-s<seed>.json`` and is
-not redone. Writes ``docs/zoo_accuracy.md`` (mean +- std test accuracy) and ``docs/zoo_accuracy.json``.
+not redone. A zoo run is the same training as the ``<arch>-baseline`` leaderboard entry's run
+(registry defaults, same seed, same code, so the same bytes): when
+``scripts/train_baselines.py`` has already staged that run, its metrics are taken instead of
+training again. Writes ``docs/zoo_accuracy.md`` (mean +- std test accuracy) and ``docs/zoo_accuracy.json``.
 
     python scripts/train_zoo.py [--datasets Cora CiteSeer Photo] [--models ...] [--seeds 0 1 2]
 """
@@ -15,10 +18,12 @@ from tqdm.auto import tqdm
 
 from benchmark.files import atomic_write_bytes, atomic_write_json, read_json
 from benchmark.graphs import load_dataset
-from benchmark.models import default_config, model_names
+from benchmark.models import ModelConfig, default_config, model_names
 from benchmark.training import train_model
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+BASELINE_RUNS = REPO / "runs" / "baselines"
 
 # Published test accuracies (public Planetoid split) for orientation, from the original papers.
 PUBLISHED = {
@@ -43,9 +48,22 @@ def main() -> None:
             continue
         dataset = load_dataset(name)
         config = default_config(arch, dataset.num_features, dataset.num_classes)
-        _, metrics = train_model(dataset, config, seed=seed, device=args.device)
+        metrics = staged_baseline_metrics(name, config, seed)
+        if metrics is None:
+            _, metrics = train_model(dataset, config, seed=seed, device=args.device)
         atomic_write_json(path, {"dataset": name, "arch": arch, "seed": seed, "config": config.to_dict(), **metrics})
     write_table(args.datasets, args.models, args.seeds)
+
+
+def staged_baseline_metrics(dataset: str, config: ModelConfig, seed: int) -> dict | None:
+    """Metrics of the identical run staged by ``scripts/train_baselines.py``, if there is one."""
+    card_path = BASELINE_RUNS / f"{config.arch}-baseline" / dataset / f"seed-{seed}" / "card.json"
+    if not card_path.is_file():
+        return None
+    card = read_json(card_path)
+    if card.get("config") != config.to_dict() or card.get("adversarial") or card.get("seed") != seed:
+        return None
+    return card["metrics"]
 
 
 def write_table(datasets: list[str], models: list[str], args_seeds: list[int] = (0, 1, 2)) -> None:

@@ -28,6 +28,20 @@ def test_same_seed_gives_byte_identical_weights(cora):
     assert state_dict_bytes(first) != state_dict_bytes(other)
 
 
+def test_sgc_propagation_cache_changes_no_bits(cora, monkeypatch):
+    from benchmark.models import GraphModel, build_model
+
+    config = default_config("sgc", cora.num_features, cora.num_classes)
+    assert build_model(config).fixed_prefix == 1  # S^K X: no parameters, no dropout
+    assert build_model(default_config("appnp", cora.num_features, cora.num_classes)).fixed_prefix == 0
+    assert build_model(default_config("gcnii", cora.num_features, cora.num_classes, dropout=0.0)).fixed_prefix == 0
+    cached, cached_metrics = train_model(cora, config, seed=1, epochs=20, patience=20)
+    monkeypatch.setattr(GraphModel, "fixed_prefix", property(lambda self: 0))
+    plain, plain_metrics = train_model(cora, config, seed=1, epochs=20, patience=20)
+    assert state_dict_bytes(cached) == state_dict_bytes(plain)
+    assert cached_metrics["test_acc"] == plain_metrics["test_acc"]
+
+
 def test_training_reports_its_device_and_returns_a_cpu_model(cora, trained_gcn):
     model, metrics = trained_gcn
     assert metrics["device"] == "cpu"

@@ -227,6 +227,19 @@ class GraphModel(nn.Module):
         return len(self.blocks)
 
     @property
+    def fixed_prefix(self) -> int:
+        """How many leading blocks have no parameters and no dropout (SGC's ``S^K X``: 1).
+
+        Their output depends on the input graph only, so training can compute it once.
+        """
+        count = 0
+        for block in self.blocks:
+            if block.dropout > 0 or any(True for _ in block.parameters()):
+                break
+            count += 1
+        return count
+
+    @property
     def default_layer(self) -> int:
         return self.num_hidden_layers
 
