@@ -88,6 +88,8 @@ def write_table(datasets: list[str], models: list[str], args_seeds: list[int] = 
         "shipped seeded split (20 train / 30 val per class, rest test). Published numbers (original",
         "papers, public split) in brackets; `(n=k)`: only k seeds so far, `-`: not trained yet. Runs",
         "are in `docs/zoo_runs/`; regenerate with `python scripts/train_zoo.py` (resumes).",
+        "Gaps to the papers (CiteSeer GAT and SGC: raw 0/1 features vs the papers' row-normalised",
+        "ones) are measured in `docs/zoo_gaps.md`.",
         "",
         "| model | " + " | ".join(datasets) + " |",
         "|---|" + "---|" * len(datasets),

@@ -103,14 +103,37 @@ def render_heatmap(board: Board, title: str) -> bytes:
         return _png(fig)
 
 
+def _spread_labels(ys: list[float], min_gap: float) -> list[float]:
+    """Label heights (axes fraction) at least ``min_gap`` apart, each as close to its point as that allows.
+
+    Greedy bottom-up pass then a top-down pass keeps the stack inside [0, 1]; deterministic.
+    """
+    order = sorted(range(len(ys)), key=lambda i: (ys[i], i))
+    placed = [0.0] * len(ys)
+    last = -math.inf
+    for i in order:
+        placed[i] = max(ys[i], last + min_gap)
+        last = placed[i]
+    ceiling = 1.0
+    for i in reversed(order):
+        placed[i] = min(placed[i], ceiling)
+        ceiling = placed[i] - min_gap
+    return placed
+
+
 def render_scatter(board: Board, title: str) -> bytes:
-    """PNG bytes of IC (with 95% CI bars) against clean accuracy; unranked entries hollow."""
-    points = scatter_data(board)
+    """PNG bytes of IC (with 95% CI bars) against clean accuracy; unranked entries hollow.
+
+    Points carry their board position (1 = top) and a key beside the axes names them: entries
+    cluster within a point or two of each other, where name labels would overprint.
+    """
+    points = [dict(p, number=i + 1) for i, p in enumerate(scatter_data(board))]
+    shown = [p for p in points if p["clean_acc"] is not None and p["ic"] is not None]
     with _default_rc():
-        fig = _figure(6.4, 4.8)
-        ax = fig.subplots()
+        fig = _figure(8.4, 4.8)
+        ax, key = fig.subplots(1, 2, width_ratios=[3.2, 1.0])
         for ranked, marker_face in ((True, "C0"), (False, "none")):
-            chosen = [p for p in points if p["ranked"] is ranked and p["clean_acc"] is not None]
+            chosen = [p for p in shown if p["ranked"] is ranked]
             if not chosen:
                 continue
             xs = [p["clean_acc"] for p in chosen]
@@ -118,13 +141,31 @@ def render_scatter(board: Board, title: str) -> bytes:
             err = [[p["ic"] - p["ic_ci_low"] for p in chosen], [p["ic_ci_high"] - p["ic"] for p in chosen]]
             ax.errorbar(xs, ys, yerr=err, fmt="o", color="C0", mfc=marker_face, ecolor="0.6", capsize=2,
                         label="ranked" if ranked else "below accuracy floor")
-            for p in chosen:
-                ax.annotate(p["entry"], (p["clean_acc"], p["ic"]), textcoords="offset points", xytext=(4, 3),
-                            fontsize=6)
+        if shown:
+            xs = [p["clean_acc"] for p in shown]
+            lows = [p["ic_ci_low"] for p in shown] + [p["ic"] for p in shown]
+            highs = [p["ic_ci_high"] for p in shown] + [p["ic"] for p in shown]
+            x_pad = max(max(xs) - min(xs), 0.01) * 0.15
+            y_pad = max(max(highs) - min(lows), 0.005) * 0.1
+            ax.set_xlim(min(xs) - x_pad, max(xs) + 2.5 * x_pad)  # room on the right for the numbers
+            ax.set_ylim(min(lows) - y_pad, max(highs) + y_pad)
+            (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+            fractions = [(p["ic"] - y0) / (y1 - y0) for p in shown]
+            label_ys = _spread_labels(fractions, min_gap=0.045)
+            for p, frac, label_y in zip(shown, fractions, label_ys):
+                point = ((p["clean_acc"] - x0) / (x1 - x0), frac)
+                ax.annotate(str(p["number"]), point, xycoords="axes fraction",
+                            xytext=(point[0] + 0.04, label_y), textcoords="axes fraction", fontsize=7,
+                            va="center", arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
+            ax.legend(fontsize=7, loc="best")
         ax.set_xlabel("clean accuracy (mean over frozen sets)")
         ax.set_ylabel("invariance consistency")
         ax.set_title(title, fontsize=9)
-        if points:
-            ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
+        key.set_axis_off()
+        lines = [f"{p['number']:>2}  {p['entry']}" + ("" if p["ranked"] else " *") for p in points]
+        if any(not p["ranked"] for p in points):
+            lines += ["", "* below the accuracy floor"]
+        key.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=7,
+                 transform=key.transAxes)
         return _png(fig)
