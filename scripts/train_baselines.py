@@ -284,8 +284,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("a submission needs at least 3 seeds (DESIGN 4)")
     if not args.package_only:
         train_all([(e, d, s) for d in datasets for e in entries for s in args.seeds], args.workers, args.device)
+    # Packaging covers the release's datasets even when training was limited to some of them:
+    # package() rewrites submission.json, and a dataset left out there would drop from the card.
+    packaged = datasets
+    if args.datasets and (args.release / "MANIFEST.json").is_file():
+        packaged = sorted(set(datasets) | set(release_datasets(args.release)))
     for entry in entries:
-        written = package(entry, datasets, args.seeds)
+        written = package(entry, packaged, args.seeds)
         if written is not None:
             folder, missing = written
             print(f"submission written: {folder.relative_to(REPO)}" + (f" (partial: no {missing} yet)" if missing else ""))
