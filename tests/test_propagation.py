@@ -65,3 +65,16 @@ def test_weighted_sum_matches_definition_with_repeated_edges():
     out.sum().backward()
     assert torch.equal(weight.grad, x.detach()[edge_index[0]].sum(1))
     assert torch.equal(x.grad, torch.tensor([[2.25, 2.25], [-1.0, -1.0], [3.5, 3.5]]))
+
+
+@pytest.mark.parametrize("arch", ["gcn", "appnp"])
+def test_fused_propagation_under_inference_mode(cora, arch):
+    # The evaluator scores under torch.inference_mode(), whose tensors have no version counter.
+    torch.manual_seed(0)
+    model = build_model(default_config(arch, cora.num_features, cora.num_classes)).eval()
+    with torch.no_grad():
+        want = model(cora.data.x, cora.data.edge_index)
+    with torch.inference_mode():
+        got = model(cora.data.x, cora.data.edge_index.clone())
+        again = model(cora.data.x, cora.data.edge_index.clone())
+    assert torch.equal(got, want) and torch.equal(again, want)

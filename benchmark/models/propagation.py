@@ -24,15 +24,13 @@ class _Operator:
 
     def __init__(self, edge_index: Tensor, num_nodes: int) -> None:
         self.edge_index, self.num_nodes = edge_index, num_nodes
-        self.version = edge_index._version
+        self.version = None if edge_index.is_inference() else edge_index._version
         src, dst = edge_index
         self.src, self.dst = src, dst
         self.by_dst = torch.argsort(dst, stable=True)
-        self.by_src = torch.argsort(src, stable=True)
         self.crow_dst = _crow(dst, num_nodes)
-        self.crow_src = _crow(src, num_nodes)
         self.col_dst = src[self.by_dst]  # A[i, j] = w_ji: row = target, column = source
-        self.col_src = dst[self.by_src]
+        self._transposed: tuple[Tensor, Tensor, Tensor] | None = None  # built on the first backward
 
     def matches(self, edge_index: Tensor, num_nodes: int) -> bool:
         return (self.edge_index is edge_index and self.version == edge_index._version
@@ -42,7 +40,11 @@ class _Operator:
         return _csr(self.crow_dst, self.col_dst, weight[self.by_dst], self.num_nodes)
 
     def transposed_matrix(self, weight: Tensor) -> Tensor:
-        return _csr(self.crow_src, self.col_src, weight[self.by_src], self.num_nodes)
+        if self._transposed is None:
+            by_src = torch.argsort(self.src, stable=True)
+            self._transposed = (by_src, _crow(self.src, self.num_nodes), self.dst[by_src])
+        by_src, crow_src, col_src = self._transposed
+        return _csr(crow_src, col_src, weight[by_src], self.num_nodes)
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, num_nodes: int) -> Tensor:
@@ -64,6 +66,8 @@ _last: list[_Operator] = []
 
 
 def _operator(edge_index: Tensor, num_nodes: int) -> _Operator:
+    if edge_index.is_inference():  # no version counter to tell an in-place edit: never cached
+        return _Operator(edge_index, num_nodes)
     if _last and _last[0].matches(edge_index, num_nodes):
         return _last[0]
     op = _Operator(edge_index, num_nodes)
