@@ -37,12 +37,10 @@ def _checked_in() -> list[Path]:
 
 @pytest.mark.parametrize("folder", _checked_in(), ids=lambda p: p.name)
 def test_checked_in_baseline_cards_pass_intake(folder):
-    """Card schema, contents, safe paths and hashes (classes 1-6 of benchmark.submissions)."""
-    from benchmark.files import sha256_file
-    from benchmark.submissions import read_submission
+    """Every intake check, strict loading of each seed's weights into the declared config included
+    (a card whose weights came from an older version of an architecture fails here)."""
+    from benchmark.submissions import validate_submission
 
-    sub = read_submission(folder)
-    assert len(sub.seeds) >= 3
-    for dataset in sub.datasets:
-        for seed in sub.seeds:
-            assert sha256_file(sub.weights_path(dataset, seed)) == sub.weights_entry(dataset, seed)["sha256"]
+    checked = validate_submission(folder)
+    assert len(checked.submission.seeds) >= 3
+    assert all(len(models) == len(checked.submission.seeds) for models in checked.models.values())
