@@ -490,6 +490,7 @@ class Evaluator:
                 m.eval()
                 m.to(device)
             if task == "node":
+                prefix = _shared_prefix(models)
                 # Records decoded from a release share tensors (every set's original is the base
                 # graph, feature metamers keep its edges): run each distinct graph once.
                 done: dict[tuple, list[Tensor]] = {}
@@ -498,7 +499,8 @@ class Evaluator:
                     key = tuple((t.data_ptr(), tuple(t.shape), t.stride(), t.dtype) for t in (record.x, record.edge_index))
                     if key not in done:
                         x, edge_index = record.x.to(device), record.edge_index.to(device)
-                        done[key] = [torch.softmax(m(x, edge_index).double(), -1).cpu() for m in models]
+                        done[key] = [torch.softmax(logits.double(), -1).cpu()
+                                     for logits in _node_logits(models, prefix, x, edge_index)]
                     out[record_id] = done[key]
             else:
                 for start in tqdm(range(0, len(ids), _GRAPH_BATCH), desc="inference", disable=not progress,
@@ -567,6 +569,26 @@ class Evaluator:
 
 
 # -- Submissions -> results file ------------------------------------------------------------------------------------
+
+def _shared_prefix(models: list) -> int:
+    """Leading blocks whose output is the same for every model (SGC's parameter-free ``S^K X``):
+    ``GraphModel.fixed_prefix`` when all models share one config, else 0."""
+    from benchmark.models import GraphModel
+
+    if not models or not all(isinstance(m, GraphModel) for m in models):
+        return 0
+    if any(m.config != models[0].config for m in models[1:]):
+        return 0
+    return models[0].fixed_prefix
+
+
+def _node_logits(models: list, prefix: int, x: Tensor, edge_index: Tensor) -> list[Tensor]:
+    """Each model's logits on one graph; a shared prefix runs once (same operations, same bits)."""
+    if not prefix:
+        return [m(x, edge_index) for m in models]
+    h = models[0].embed(x, edge_index, layer=prefix)
+    return [m.head_from(h, edge_index, layer=prefix) for m in models]
+
 
 def results_path(entry_dir: str | os.PathLike) -> Path:
     """``submissions/<entry>`` -> ``submissions/results/<entry>.json``."""
