@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -66,7 +67,7 @@ def staged_baseline_metrics(dataset: str, config: ModelConfig, seed: int) -> dic
     return card["metrics"]
 
 
-def write_table(datasets: list[str], models: list[str], args_seeds: list[int] = (0, 1, 2)) -> None:
+def write_table(datasets: list[str], models: list[str], seeds: Sequence[int] = (0, 1, 2)) -> None:
     runs = [read_json(p) for p in sorted((DOCS / "zoo_runs").glob("*.json"))]
     summary: dict[str, dict[str, dict]] = {}
     for arch in models:
@@ -102,7 +103,7 @@ def write_table(datasets: list[str], models: list[str], args_seeds: list[int] = 
                 cell = f"{row[name]['mean']:.1f} +- {row[name]['std']:.1f}"
                 if (name, arch) in PUBLISHED:
                     cell += f" [{PUBLISHED[(name, arch)]}]"
-                if row[name]["seeds"] < len(args_seeds):
+                if row[name]["seeds"] < len(seeds):
                     cell += f" (n={row[name]['seeds']})"
                 cells.append(cell)
             else:
