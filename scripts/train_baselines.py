@@ -36,7 +36,7 @@ from benchmark.adversarial import AdversarialConfig, make_perturbation  # noqa: 
 from benchmark.checkpoints import CARD_NAME, WEIGHTS_NAME, save_checkpoint  # noqa: E402
 from benchmark.errors import UserError  # noqa: E402
 from benchmark.files import atomic_write_json, read_json, sha256_file  # noqa: E402
-from benchmark.graphs import load_dataset  # noqa: E402
+from benchmark.graphs import get_spec, load_dataset  # noqa: E402
 from benchmark.models import ModelConfig, build_model, count_parameters, default_config, model_names  # noqa: E402
 from benchmark.training import train_model  # noqa: E402
 
@@ -95,10 +95,28 @@ def stage_dir(entry: Entry, dataset: str, seed: int) -> Path:
     return STAGING / entry.name / dataset / f"seed-{seed}"
 
 
+def entry_config(entry: Entry, dataset: str) -> dict:
+    """The config fields (minus FIXED_CONFIG) the entry trains with on ``dataset`` today.
+
+    A staged or checked-in run with other fields (a registry default changed since) is stale:
+    it is retrained, never packaged under the current config.
+    """
+    config = default_config(entry.arch, 1, 1, task=get_spec(dataset).task, **entry.overrides).to_dict()
+    return {k: v for k, v in config.items() if k not in FIXED_CONFIG}
+
+
+def _staged_current(entry: Entry, dataset: str, seed: int) -> bool:
+    card = stage_dir(entry, dataset, seed) / CARD_NAME
+    if not card.is_file():
+        return False
+    config = read_json(card)["config"]
+    return {k: v for k, v in config.items() if k not in FIXED_CONFIG} == entry_config(entry, dataset)
+
+
 def train_one(entry: Entry, dataset_name: str, seed: int, device: str = "cpu") -> str:
     """Train one run and stage it; a finished run (card present) is skipped. Returns a log line."""
     out = stage_dir(entry, dataset_name, seed)
-    if (out / CARD_NAME).is_file():
+    if _staged_current(entry, dataset_name, seed):
         return f"{entry.name} {dataset_name} s{seed}: staged already"
     dataset = load_dataset(dataset_name)
     config = default_config(entry.arch, dataset.num_features, dataset.num_classes, task=dataset.task,
@@ -161,10 +179,9 @@ class DatasetBlock:
 
 def staged_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlock | None:
     """The dataset's runs from staging, copied into the submission folder; None unless every seed is staged."""
-    cards = [stage_dir(entry, dataset, s) / CARD_NAME for s in seeds]
-    if not all(c.is_file() for c in cards):
+    if not all(_staged_current(entry, dataset, s) for s in seeds):
         return None
-    cards = [read_json(c) for c in cards]
+    cards = [read_json(stage_dir(entry, dataset, s) / CARD_NAME) for s in seeds]
     folder = SUBMISSIONS / entry.name
     weights = {}
     for seed in seeds:
@@ -187,6 +204,8 @@ def _checked_in_weights(entry: Entry, dataset: str, seeds: list[int]) -> tuple[d
     card = read_json(card_path)
     block = card.get("datasets", {}).get(dataset)
     if block is None or not {str(s) for s in seeds} <= set(block["weights"]):
+        return None
+    if {**card["architecture"]["config"], **block.get("config", {})} != entry_config(entry, dataset):
         return None
     weights = {str(s): block["weights"][str(s)] for s in seeds}
     for item in weights.values():
@@ -215,8 +234,9 @@ def checked_in_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlo
 
 
 def finished(entry: Entry, dataset: str, seed: int) -> bool:
-    """Staged, or checked in with a matching hash (no model is built: this runs for every job)."""
-    return ((stage_dir(entry, dataset, seed) / CARD_NAME).is_file()
+    """Staged, or checked in with a matching hash, under today's config (no model is built: this
+    runs for every job)."""
+    return (_staged_current(entry, dataset, seed)
             or _checked_in_weights(entry, dataset, [seed]) is not None)
 
 

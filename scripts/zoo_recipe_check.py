@@ -47,7 +47,7 @@ def run(dataset: GraphDataset, arch: str, seeds: list[int], changes: dict) -> li
         dataset = row_normalised(dataset)
     model_kw = {k[6:]: v for k, v in changes.items() if k.startswith("model.")}
     train_kw = {k[6:]: v for k, v in changes.items() if k.startswith("train.")}
-    config = default_config(arch, dataset.num_features, dataset.num_classes, **model_kw)
+    config = default_config(arch, dataset.num_features, dataset.num_classes, task=dataset.task, **model_kw)
     return [100 * train_model(dataset, config, seed=s, **train_kw)[1]["test_acc"] for s in seeds]
 
 

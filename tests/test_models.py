@@ -24,6 +24,14 @@ def test_registry_has_the_zoo():
     assert REQUIRED <= set(model_names())
 
 
+def test_task_specific_defaults_apply_to_their_task_only():
+    node, graph = default_config("gin", 12, 3), default_config("gin", 12, 3, task="graph")
+    assert (node.norm, node.dropout, node.readout) == ("layer", 0.5, "mean")
+    assert (graph.norm, graph.dropout, graph.readout) == ("none", 0.0, "sum")
+    assert default_config("gin", 12, 3, norm="none").norm == "none"  # overrides still win
+    assert isinstance(build_model(node).blocks[0].norm, torch.nn.LayerNorm)
+
+
 @pytest.mark.parametrize("arch", sorted(REQUIRED))
 def test_every_layer_is_exposed_and_edge_weights_of_one_change_nothing(arch):
     x, ei = small_graph()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -255,3 +256,33 @@ def test_the_shipped_release_loads_verified():
     assert sum(e["bytes"] for e in manifest["files"].values()) <= 60 * 2**20
     data = load_metamers(SHIPPED, dataset="Cora", reference_model="gcn", kind="feature")
     assert len(data) >= 2 and data[0].x.shape == (2708, 1433)
+
+
+def test_model_overrides_pin_a_reference_config(tmp_path, mutag):
+    config = tiny_config(kinds=["feature"], datasets={"MUTAG": {"models": ["gin"]}},
+                         model_overrides={"gin": {"norm": "layer", "hidden_channels": 16}})
+    model = ReleaseBuilder(config, tmp_path / "r", progress=False).checkpoint("MUTAG", "gin")
+    assert (model.config.norm, model.config.hidden_channels, model.config.task) == ("layer", 16, "graph")
+    assert config.to_dict()["model_overrides"] == {"gin": {"norm": "layer", "hidden_channels": 16}}
+    assert "model_overrides" not in tiny_config().to_dict()  # cards of releases that pin nothing are unchanged
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"sage": {"norm": "layer"}}, "no dataset of the release uses"),
+    ({"gin": {"norms": "layer"}}, "unknown field(s) ['norms']; valid: ["),
+    ({"gin": {"in_channels": 3}}, "unknown field(s) ['in_channels']"),
+    ({"gin": "layer"}, "must be a mapping of ModelConfig fields"),
+])
+def test_model_overrides_errors_name_what_is_valid(overrides, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        tiny_config(model_overrides=overrides)
+
+
+def test_the_v1_config_pins_what_release_v1_was_built_with():
+    config = ReleaseConfig.from_yaml(Path(__file__).resolve().parents[1] / "scripts" / "release_v1.yaml")
+    card = read_manifest(SHIPPED)["generator"]["config"]
+    shipped = {k: v for k, v in card.items() if k != "model_overrides"}
+    assert {k: v for k, v in config.to_dict().items() if k != "model_overrides"} == shipped
+    for arch, overrides in config.model_overrides.items():
+        frozen = read_json(SHIPPED / "checkpoints" / "Cora" / arch / "card.json")["config"]
+        assert {k: frozen[k] for k in overrides} == overrides

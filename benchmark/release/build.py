@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -31,13 +31,15 @@ from benchmark.checkpoints import CARD_NAME, load_checkpoint, save_checkpoint
 from benchmark.errors import UserError, unknown_choice
 from benchmark.files import atomic_write_json, read_json, sha256_file
 from benchmark.graphs import GraphDataset, get_spec, load_dataset
-from benchmark.models import MODEL_REGISTRY, default_config
+from benchmark.models import MODEL_REGISTRY, ModelConfig, default_config
 from benchmark.release.records import KINDS, GraphRecord
 from benchmark.release.shards import read_records, write_records
 from benchmark.versions import library_versions
 
 TIMING_KEYS = frozenset({"wall_s", "step_ms"})
-CONTENT_KEYS = frozenset({"seeds", "train_seed", "metamer_options", "train_options"})
+CONTENT_KEYS = frozenset({"seeds", "train_seed", "metamer_options", "train_options", "model_overrides"})
+# Fields a release may pin per architecture; the rest come from the dataset and the task.
+_PINNABLE = frozenset(f.name for f in fields(ModelConfig)) - {"arch", "in_channels", "out_channels", "task"}
 
 
 @dataclass
@@ -53,6 +55,9 @@ class ReleaseConfig:
     train_seed: int = 0
     metamer_options: dict = field(default_factory=dict)
     train_options: dict = field(default_factory=dict)  # TrainConfig overrides (epochs, patience, ...)
+    # arch -> ModelConfig fields over the registry defaults. Pins a release's reference models to
+    # the configs it was built with, so a later registry default does not change a rebuild.
+    model_overrides: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> ReleaseConfig:
@@ -82,6 +87,18 @@ class ReleaseConfig:
             for arch in self.models_for(name, None):
                 if arch not in MODEL_REGISTRY:
                     raise unknown_choice("model", arch, MODEL_REGISTRY)
+        if not isinstance(self.model_overrides, dict):
+            raise UserError(f"model_overrides must map an architecture to ModelConfig fields, got {self.model_overrides!r}")
+        used = {arch for _, arch, _ in self.jobs()}
+        for arch, overrides in self.model_overrides.items():
+            if arch not in used:
+                raise UserError(f"model_overrides names {arch!r}, which no dataset of the release uses; "
+                                f"used: {sorted(used)}")
+            if not isinstance(overrides, dict):
+                raise UserError(f"model_overrides[{arch!r}] must be a mapping of ModelConfig fields, got {overrides!r}")
+            unknown = sorted(set(overrides) - _PINNABLE)
+            if unknown:
+                raise UserError(f"model_overrides[{arch!r}]: unknown field(s) {unknown}; valid: {sorted(_PINNABLE)}")
 
     def models_for(self, dataset: str, kind: str | None) -> list[str]:
         entry = self.datasets[dataset]
@@ -93,7 +110,8 @@ class ReleaseConfig:
         return [(d, arch, kind) for d in self.datasets for kind in self.kinds for arch in self.models_for(d, kind)]
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        # model_overrides only when set: releases built before the field existed keep their card.
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "model_overrides" or self.model_overrides}
 
 
 def _strip_timing(value):
@@ -175,7 +193,8 @@ class ReleaseBuilder:
         from benchmark.training import train_model
 
         dataset = self.dataset(name)
-        config = default_config(arch, dataset.num_features, dataset.num_classes, task=dataset.task)
+        config = default_config(arch, dataset.num_features, dataset.num_classes, task=dataset.task,
+                                **self.config.model_overrides.get(arch, {}))
         start = time.perf_counter()
         model, metrics = train_model(dataset, config, seed=self.config.train_seed, **self.config.train_options)
         save_checkpoint(model, folder, {"dataset": name, "seed": self.config.train_seed,
