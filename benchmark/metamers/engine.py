@@ -39,8 +39,10 @@ from benchmark.models import GraphModel
 
 _FREQ_FLOOR = 1e-4  # smallest per-feature frequency used for initial logits
 # Default restart strategy per device, from scripts/bench_batched_restarts.py (8 restarts, Cora, GCN):
-# the block-diagonal batch measured 3.4x the sequential throughput on the 2-core dev CPU (the
-# engine's per-step fixed costs are shared); GPUs gain more. Set batch_restarts=False to override.
+# on the 2-core dev CPU the block-diagonal batch measured 3.4x the sequential throughput under
+# load (shared per-step fixed costs) and 0.83-0.94x on a quiet machine (docs/metamer_engine.md);
+# results are identical either way. CUDA: not yet measured (no GPU in development), batched as
+# the usual GPU choice. Set batch_restarts=False to override.
 BATCH_RESTARTS_BY_DEVICE = {"cpu": True, "cuda": True}
 
 
