@@ -44,3 +44,30 @@ def test_checked_in_baseline_cards_pass_intake(folder):
     checked = validate_submission(folder)
     assert len(checked.submission.seeds) >= 3
     assert all(len(models) == len(checked.submission.seeds) for models in checked.models.values())
+
+
+@pytest.mark.parametrize("folder", _checked_in(), ids=lambda p: p.name)
+def test_checked_in_baselines_use_todays_registry_defaults(folder):
+    """A registry default that changes (GIN's layer norm) must come with retrained baselines."""
+    from benchmark.files import read_json
+
+    script = _script()
+    entry = {e.name: e for e in script.baseline_entries()}[folder.name]
+    card = read_json(folder / "submission.json")
+    for dataset, block in card["datasets"].items():
+        assert {**card["architecture"]["config"], **block.get("config", {})} == script.entry_config(entry, dataset), dataset
+
+
+def test_a_run_staged_under_an_older_default_is_not_finished(tmp_path, monkeypatch):
+    from benchmark.files import atomic_write_json
+
+    script = _script()
+    monkeypatch.setattr(script, "STAGING", tmp_path)
+    monkeypatch.setattr(script, "SUBMISSIONS", tmp_path / "none")
+    entry = {e.name: e for e in script.baseline_entries()}["gin-baseline"]
+    current = {**script.entry_config(entry, "Cora"), "arch": "gin", "in_channels": 1433, "out_channels": 7, "task": "node"}
+    card = script.stage_dir(entry, "Cora", 0) / "card.json"
+    atomic_write_json(card, {"config": {**current, "norm": "none"}})
+    assert not script.finished(entry, "Cora", 0)
+    atomic_write_json(card, {"config": current})
+    assert script.finished(entry, "Cora", 0)
