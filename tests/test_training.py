@@ -136,7 +136,10 @@ def test_cli_train_writes_a_checkpoint_with_test_accuracy(tmp_path, capsys, cora
 
 def test_cli_lists_registries_and_reports_unknown_names(capsys):
     assert main(["list", "models"]) == 0
-    assert "gcnii" in capsys.readouterr().out
+    rows = capsys.readouterr().out.splitlines()
+    assert "gcnii" in "\n".join(rows)
+    starts = {len(row) - len(row[len(row.split()[0]):].lstrip()) for row in rows}
+    assert len(starts) == 1  # the descriptions line up, long names (sgformer) included
     assert main(["list", "datasets"]) == 0
     assert "PROTEINS" in capsys.readouterr().out
     assert main(["train", "--dataset", "Cora", "--model", "transformer9000"]) == 2

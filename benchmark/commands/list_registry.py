@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from benchmark.models import MODEL_REGISTRY
 
-        print(f"{'name':<7} description")
+        width = max(len("name"), *(len(name) for name in MODEL_REGISTRY))
+        print(f"{'name':<{width}} description")
         for spec in MODEL_REGISTRY.values():
-            print(f"{spec.name:<7} {spec.description}")
+            print(f"{spec.name:<{width}} {spec.description}")
     return 0
