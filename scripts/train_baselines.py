@@ -114,7 +114,7 @@ def _staged_current(entry: Entry, dataset: str, seed: int) -> bool:
 
 
 def train_one(entry: Entry, dataset_name: str, seed: int, device: str = "cpu") -> str:
-    """Train one run and stage it; a finished run (card present) is skipped. Returns a log line."""
+    """Train one run and stage it; a finished run (card present, today's config) is skipped. Returns a log line."""
     out = stage_dir(entry, dataset_name, seed)
     if _staged_current(entry, dataset_name, seed):
         return f"{entry.name} {dataset_name} s{seed}: staged already"
