@@ -27,6 +27,11 @@ from benchmark.training import train_model
 from benchmark.versions import hardware, library_versions
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bare_step_times(model, data, layer: int, steps: int) -> list[float]:
     for p in model.parameters():
         p.requires_grad_(False)
@@ -37,10 +42,12 @@ def bare_step_times(model, data, layer: int, steps: int) -> list[float]:
     x = data.x.clone().requires_grad_(True)
     times = []
     for _ in range(steps + 2):
+        _sync(x.device)
         t = time.perf_counter()
         x.grad = None
         h = model.embed(x, data.edge_index, layer=layer)
         (((h - ref) ** 2).sum() / den).backward()
+        _sync(x.device)
         times.append(time.perf_counter() - t)
     return times[2:]
 
@@ -52,14 +59,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the engine's per-step loss check syncs)")
     parser.add_argument("--out", type=Path, default=Path("docs/figures/bench_feature_step.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset)
-    data = dataset.data
+    data = dataset.data.to(args.device)
     rows = []
     for arch in args.models:
         model, _ = train_model(dataset, default_config(arch, dataset.num_features, dataset.num_classes), seed=0, epochs=30)
+        model = model.to(args.device)
         layer = model.default_layer
         bare, meta = [], []
         for _ in range(args.rounds):
@@ -72,7 +81,7 @@ def main() -> None:
                      "ratio": round(m / b, 3), "bare_rounds_ms": [round(v * 1e3, 2) for v in bare],
                      "metamer_rounds_ms": [round(v * 1e3, 2) for v in meta]})
         print(f"{arch:6s} L{layer}  bare {b * 1e3:8.2f} ms   metamer step {m * 1e3:8.2f} ms   ratio {m / b:5.2f}x", flush=True)
-    atomic_write_json(args.out, {"dataset": args.dataset, "threads": args.threads, "rows": rows,
+    atomic_write_json(args.out, {"dataset": args.dataset, "threads": args.threads, "device": args.device, "rows": rows,
                                  "hardware": hardware(), "library_versions": library_versions()})
 
 
