@@ -39,11 +39,12 @@ from benchmark.models import GraphModel
 
 _FREQ_FLOOR = 1e-4  # smallest per-feature frequency used for initial logits
 # Default restart strategy per device, from scripts/bench_batched_restarts.py (8 restarts, Cora, GCN):
-# on the 2-core dev CPU the block-diagonal batch measured 3.4x the sequential throughput under
-# load (shared per-step fixed costs) and 0.83-0.94x on a quiet machine (docs/metamer_engine.md);
-# results are identical either way. CUDA: not yet measured (no GPU in development), batched as
-# the usual GPU choice. Set batch_restarts=False to override.
-BATCH_RESTARTS_BY_DEVICE = {"cpu": True, "cuda": True}
+# on a quiet 2-core CPU the block-diagonal batch measured 0.83-0.94x the sequential throughput
+# (its 8 x N x F optimiser state falls out of cache), so the CPU runs restarts one by one; under
+# heavy load (load average 7-10) it measured 3.4x, so pass batch_restarts=True on a shared box.
+# Results are identical either way (docs/metamer_engine.md). CUDA: not yet measured (no GPU in
+# development); batched, the usual GPU choice.
+BATCH_RESTARTS_BY_DEVICE = {"cpu": False, "cuda": True}
 
 
 @dataclass
