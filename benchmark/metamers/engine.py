@@ -8,7 +8,8 @@ problem's loss is its own relative activation loss
 
 and the total is ``sum_p L_p``, so gradients, Adam's element-wise updates, the per-problem
 best iterate and the per-problem stopping rule are those of the problem alone: a seed gives
-the same result batched or on its own (up to float round-off of the batched kernels). Each
+the same result batched or on its own (bit for bit on the CPU, loss curves included, tested;
+on CUDA up to the round-off of atomic scatters). Each
 problem draws its random numbers from its own generator seeded by (seed, graph index).
 
 Graph-classification sets always batch their graphs; restarts (seeds) are batched where that
