@@ -36,7 +36,6 @@ MIN_SEEDS = 3
 ENTRY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _WEIGHTS_NAME = re.compile(r"^seed-(0|[1-9][0-9]*)\.safetensors$")
 # Fields that each dataset fixes; the card may state them only if they agree.
-_DATASET_FIELDS = ("in_channels", "out_channels", "task")
 _MAX_LISTED = 8
 
 
@@ -149,13 +148,15 @@ class Submission:
 
     def config_problems(self, dataset: str, dims: DatasetDims) -> list[str]:
         """Where the card's stated dims or arch disagree with the dataset / architecture name."""
+        from benchmark.models.config import DATASET_FIELDS
+
         problems = []
         for where, config in (("architecture.config", self.card["architecture"]["config"]),
                               (f"datasets.{dataset}.config", self.card["datasets"][dataset].get("config", {}))):
             if "arch" in config and config["arch"] != self.architecture:
                 problems.append(f"{where}.arch is {config['arch']!r} but architecture.name is {self.architecture!r}")
             expected = {"in_channels": dims.num_features, "out_channels": dims.num_classes, "task": dims.task}
-            for key in _DATASET_FIELDS:
+            for key in DATASET_FIELDS:
                 if key in config and config[key] != expected[key]:
                     problems.append(f"{where}.{key} is {config[key]!r} but {dataset} has {key} = {expected[key]!r}")
         return problems

@@ -38,6 +38,7 @@ from benchmark.errors import UserError  # noqa: E402
 from benchmark.files import atomic_write_json, read_json, sha256_file  # noqa: E402
 from benchmark.graphs import get_spec, load_dataset  # noqa: E402
 from benchmark.models import ModelConfig, build_model, count_parameters, default_config, model_names  # noqa: E402
+from benchmark.models.config import DATASET_FIELDS  # noqa: E402
 from benchmark.training import train_model  # noqa: E402
 
 STAGING = REPO / "runs" / "baselines"
@@ -162,7 +163,7 @@ def train_all(jobs: list[tuple[Entry, str, int]], workers: int, device: str) -> 
             bar.update()
 
 
-FIXED_CONFIG = ("arch", "in_channels", "out_channels", "task")  # each dataset fixes these
+FIXED_CONFIG = ("arch", *DATASET_FIELDS)  # set per dataset and entry, not part of the shared config
 
 
 @dataclass

@@ -10,6 +10,8 @@ ACTIVATIONS = ("relu", "elu", "gelu", "leaky_relu", "silu", "tanh")
 NORMS = ("none", "batch", "layer")
 TASKS = ("node", "graph")
 READOUTS = ("mean", "sum", "max")
+# Fields each dataset fixes (its feature count, class count and task); the rest describe the model.
+DATASET_FIELDS = ("in_channels", "out_channels", "task")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from benchmark.errors import UserError, unknown_choice
 from benchmark.files import atomic_write_json, read_json, sha256_file
 from benchmark.graphs import GraphDataset, get_spec, load_dataset
 from benchmark.models import MODEL_REGISTRY, ModelConfig, default_config
+from benchmark.models.config import DATASET_FIELDS
 from benchmark.release.records import KINDS, GraphRecord
 from benchmark.release.shards import read_records, write_records
 from benchmark.versions import library_versions
@@ -39,7 +40,7 @@ from benchmark.versions import library_versions
 TIMING_KEYS = frozenset({"wall_s", "step_ms"})
 CONTENT_KEYS = frozenset({"seeds", "train_seed", "metamer_options", "train_options", "model_overrides"})
 # Fields a release may pin per architecture; the rest come from the dataset and the task.
-_PINNABLE = frozenset(f.name for f in fields(ModelConfig)) - {"arch", "in_channels", "out_channels", "task"}
+_PINNABLE = frozenset(f.name for f in fields(ModelConfig)) - {"arch", *DATASET_FIELDS}
 
 
 @dataclass
