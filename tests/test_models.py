@@ -1,10 +1,22 @@
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 from torch_geometric.data import Batch
-from torch_geometric.nn import GATConv, GATv2Conv, GINConv, SAGEConv
+from torch_geometric.nn import GATConv, GATv2Conv, GINConv, GraphConv, SAGEConv
 
 from benchmark.errors import UserError
-from benchmark.models import MODEL_REGISTRY, ModelConfig, build_model, default_config, model_names
+from benchmark.models import (
+    MODEL_REGISTRY,
+    ArchSpec,
+    ConvStack,
+    ModelConfig,
+    build_model,
+    default_config,
+    model_names,
+    register_architecture,
+)
 from benchmark.models.layers import WeightedGATConv, WeightedGINConv, WeightedSAGEConv
 
 REQUIRED = {"mlp", "gcn", "sage", "gat", "gatv2", "gin", "appnp", "gcnii", "sgc", "sgformer"}
@@ -127,3 +139,97 @@ def test_residual_projection_and_norms_build():
 
 def test_registry_descriptions_are_present():
     assert all(spec.description for spec in MODEL_REGISTRY.values())
+
+
+# -- Adding an architecture is one class ---------------------------------------------------------------------------
+
+class EdgeWeightedGraphConv(ConvStack):
+    """A test-only architecture: PyG's GraphConv (not in the zoo), stacked by ConvStack's one hook."""
+
+    spec = ArchSpec("test-graphconv", "GraphConv (Morris et al. 2019), test-only.", {"hidden_channels": 16},
+                    {"lr": 0.01, "weight_decay": 5e-4, "epochs": 3, "patience": 3})
+
+    def init_conv(self, in_dim, out_dim, final):
+        return GraphConv(in_dim, out_dim, aggr="add")
+
+
+@pytest.fixture
+def registered_graphconv():
+    register_architecture(EdgeWeightedGraphConv)
+    try:
+        yield EdgeWeightedGraphConv
+    finally:
+        MODEL_REGISTRY.pop("test-graphconv")
+
+
+def test_a_new_architecture_is_one_registered_class(registered_graphconv, cora, mutag):
+    from benchmark.metamers import generate_metamers
+    from benchmark.training import train_model
+
+    assert "test-graphconv" in model_names()
+    config = ModelConfig.from_json(default_config("test-graphconv", cora.num_features, cora.num_classes).to_json())
+    assert config.hidden_channels == 16  # the spec's defaults apply
+    torch.manual_seed(0)
+    start = build_model(config)
+    assert type(start) is EdgeWeightedGraphConv and start.num_hidden_layers == 1
+    assert set(start.state_dict()) == {f"{m}.layer.{p}" for m in ("blocks.0", "head")
+                                       for p in ("lin_rel.weight", "lin_rel.bias", "lin_root.weight")}
+    model, metrics = train_model(cora, config, seed=0, epochs=2)  # the spec's training defaults apply too
+    assert metrics["train_config"]["epochs"] == 2 and metrics["train_config"]["patience"] == 3
+    assert not torch.equal(model.state_dict()["head.layer.lin_rel.weight"], start.state_dict()["head.layer.lin_rel.weight"])
+    result = generate_metamers(model, cora.data, "structure", [0], progress=False, max_iterations=2)[0]
+    assert result.iterations == 2 and result.edge_index.size(1) > 0
+    graph_model = build_model(default_config("test-graphconv", mutag.num_features, mutag.num_classes, task="graph"))
+    batch = Batch.from_data_list(list(mutag.graphs[:3]))
+    assert graph_model.eval()(batch.x, batch.edge_index, batch=batch.batch).shape == (3, mutag.num_classes)
+
+
+def test_registration_refuses_taken_names_and_classes_without_a_spec(registered_graphconv):
+    with pytest.raises(UserError, match="already registered"):
+        register_architecture(registered_graphconv)
+
+    class NoSpec(ConvStack):
+        pass
+
+    with pytest.raises(UserError, match="spec = ArchSpec"):
+        register_architecture(NoSpec)
+
+
+def test_gcnii_head_from_refuses_later_layers():
+    x, ei = small_graph()
+    model = build_model(default_config("gcnii", 12, 3)).eval()
+    with pytest.raises(UserError, match="gcnii's later layers need the first layer's states"):
+        model.head_from(model.embed(x, ei, layer=2), ei, layer=2)
+
+
+# -- Import floors: the registry's data never imports the builders --------------------------------------------------
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "benchmark" / "models"
+# Which benchmark.models modules each one may import (anywhere in the file, lazy imports included).
+FLOORS = {
+    "registry": set(),
+    "config": {"registry"},
+    "base": {"registry", "config"},
+    "zoo": {"registry", "config", "base", "layers"},
+    "layers": {"propagation"},
+    "propagation": set(),
+}
+
+
+def _model_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                 else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        found |= {n.split(".")[2] for n in names if n.startswith("benchmark.models.")}
+    return found
+
+
+def test_model_modules_import_only_the_floors_below_them():
+    modules = {p.stem for p in MODELS_DIR.glob("*.py")} - {"__init__"}
+    assert modules == set(FLOORS), "a new module in benchmark/models needs its floor in FLOORS"
+    for name, allowed in FLOORS.items():
+        imported = _model_imports(MODELS_DIR / f"{name}.py")
+        assert imported <= allowed, f"benchmark.models.{name} imports {sorted(imported - allowed)}"
+    registry_text = (MODELS_DIR / "registry.py").read_text()
+    assert "import torch" not in registry_text and "from torch" not in registry_text  # data only

@@ -193,204 +193,291 @@ def _cosine_lr(step: int, total: int, lr: float, final: float) -> float:
     return lo + 0.5 * (lr - lo) * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def _solve(model: GraphModel, problems: list[_Problem], kind: str, layer: int, opts: MetamerOptions,
-           freq: Tensor, progress: bool, desc: str) -> list[MetamerResult]:
-    device = next(model.parameters()).device
-    start_time = time.perf_counter()
-    union = _Union(problems, device)
-    graph_task = model.config.task == "graph"
-    batch = union.owner if (graph_task or len(problems) > 1) else None
-    num = len(problems)
-    with torch.no_grad():
-        ref = model.embed(union.x, union.edge_index, batch=batch, layer=layer)
-        ref_loss = ref if union.all_nodes else ref[union.loss_nodes]
-        loss_owner = union.owner if union.all_nodes else union.owner[union.loss_nodes]
-        denom = torch.zeros(num, device=device).index_add_(0, loss_owner, (ref_loss**2).sum(1)).clamp(min=1e-12)
-        ref_unit = None  # centred, unit-norm reference rows for the Pearson term
-        if opts.pearson_weight > 0:
-            centred = ref_loss - ref_loss.mean(1, keepdim=True)
-            ref_unit = centred / centred.norm(dim=1, keepdim=True).clamp(min=1e-12)
-            loss_counts = torch.bincount(loss_owner, minlength=num).clamp(min=1).to(ref.dtype)
+@dataclass
+class _Reference:
+    """The original graphs' activations at ``layer`` and what the loss needs from them (no gradient)."""
 
-    feat = _feature_param(problems, union, opts, freq, device) if kind in ("feature", "joint") else None
-    edges, cand, cand_sizes = _edge_param(problems, union, opts, device) if kind in ("structure", "joint") else (None, None, [])
-    if edges is not None:
-        cand_index = torch.cat([cand.t(), cand.t().flip(0)], 1)  # both directions, fixed all run long
-    groups = []
-    if feat is not None:
-        groups.append({"params": list(feat.parameters()), "lr": opts.lr, "base": opts.lr})
-    if edges is not None:
-        groups.append({"params": list(edges.parameters()), "lr": opts.edge_lr, "base": opts.edge_lr})
-    adam_kw = {"fused": True} if device.type in ("cpu", "cuda") else {}
-    optimizer = torch.optim.Adam(groups, **adam_kw)
+    h: Tensor  # [N, d] every node of the union
+    h_loss: Tensor  # [n_loss, d] the loss nodes' rows (``h`` itself when the loss runs over all nodes)
+    loss_owner: Tensor  # [n_loss] problem id of each loss row
+    denom: Tensor  # [P] sum of squared norms of each problem's loss rows (the relative loss's divisor)
+    unit: Tensor | None  # [n_loss, d] centred, unit-norm rows for the Pearson term (None: term off)
+    loss_counts: Tensor | None  # [P] loss rows per problem (the Pearson term's mean)
 
-    def current_inputs() -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
-        reg = torch.zeros((), device=device)
-        x, ei, ew = union.x, union.edge_index, None
-        if feat is not None:
-            x, r = feat()
+
+@dataclass
+class _BestIterate:
+    """The best iterate of every problem so far, and how long ago it was found.
+
+    ``objective`` decides what is best (``inf``: nothing finite yet); ``rel`` is ``L_rel`` there
+    (what results report). The iterate is stored compactly: top-k columns (``idx``, ``keep``) for
+    binary features or the matrix ``x`` for continuous ones, and a ``[C]`` mask of kept
+    candidate edges (hard edges) or their weights (weighted edges).
+    """
+
+    objective: Tensor  # [P] on the device
+    rel: Tensor  # [P] on the device
+    iteration: Tensor  # [P] CPU, long
+    since: Tensor  # [P] CPU, long: steps since the last improvement (the plateau stop)
+    features: dict[str, Tensor] = field(default_factory=dict)
+    edges: dict[str, Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, num: int, device: torch.device) -> _BestIterate:
+        objective = torch.full((num,), float("inf"), device=device)
+        return cls(objective, objective.clone(), torch.zeros(num, dtype=torch.long), torch.zeros(num, dtype=torch.long))
+
+    def keep(self, improved: Tensor, step: int, losses: Tensor, rel: Tensor) -> None:
+        """Record the scores of the problems that ``improved`` at ``step`` (the iterate: :meth:`keep_rows`)."""
+        self.objective = torch.where(improved, losses, self.objective)
+        self.rel = torch.where(improved, rel, self.rel)
+        imp_cpu = improved.cpu()
+        self.iteration[imp_cpu] = step
+        self.since[imp_cpu] = 0
+
+    @staticmethod
+    def keep_rows(store: dict[str, Tensor], current: dict[str, Tensor], rows: Tensor) -> None:
+        """Copy the ``rows`` of ``current`` into ``store``; the first call copies every row."""
+        if not store:
+            store.update({name: value.clone() for name, value in current.items()})
+            return
+        for name, value in current.items():
+            store[name][rows] = value[rows]
+
+
+class _Run:
+    """One batch of problems solved together, in named phases.
+
+    ``__init__`` initialises (reference activations, parameters, optimiser), :meth:`step`
+    evaluates the current iterate and takes one Adam step, :meth:`keep_best` updates the best
+    iterates, :meth:`track` the curves and stopping rules, and :meth:`assemble` turns the best
+    iterates into results.
+    """
+
+    def __init__(self, model: GraphModel, problems: list[_Problem], kind: str, layer: int, opts: MetamerOptions,
+                 freq: Tensor) -> None:
+        self.model, self.problems, self.kind, self.layer, self.opts = model, problems, kind, layer, opts
+        self.device = device = next(model.parameters()).device
+        self.union = union = _Union(problems, device)
+        self.num = num = len(problems)
+        self.batch = union.owner if (model.config.task == "graph" or num > 1) else None
+        self.ref = self._reference()
+        self.feat = _feature_param(problems, union, opts, freq, device) if kind in ("feature", "joint") else None
+        self.edges, self.cand, self.cand_sizes = (_edge_param(problems, union, opts, device)
+                                                  if kind in ("structure", "joint") else (None, None, []))
+        # Both directions of every candidate pair, fixed all run long.
+        self.cand_index = torch.cat([self.cand.t(), self.cand.t().flip(0)], 1) if self.edges is not None else None
+        groups = []
+        if self.feat is not None:
+            groups.append({"params": list(self.feat.parameters()), "lr": opts.lr, "base": opts.lr})
+        if self.edges is not None:
+            groups.append({"params": list(self.edges.parameters()), "lr": opts.edge_lr, "base": opts.edge_lr})
+        adam_kw = {"fused": True} if device.type in ("cpu", "cuda") else {}
+        self.optimizer = torch.optim.Adam(groups, **adam_kw)
+        self.best = _BestIterate.empty(num, device)
+        self.active = torch.ones(num, dtype=torch.bool, device=device)
+        self.iterations = torch.zeros(num, dtype=torch.long)
+        self.curves: list[list[float]] = [[] for _ in range(num)]
+        self.messages = ["" for _ in range(num)]
+        self.start_feat: Tensor | None = None  # the far twin (iterate 0)
+        self.start_edges: Tensor | None = None
+
+    def _reference(self) -> _Reference:
+        union, num = self.union, self.num
+        with torch.no_grad():
+            h = self.model.embed(union.x, union.edge_index, batch=self.batch, layer=self.layer)
+            h_loss = h if union.all_nodes else h[union.loss_nodes]
+            loss_owner = union.owner if union.all_nodes else union.owner[union.loss_nodes]
+            denom = torch.zeros(num, device=self.device).index_add_(0, loss_owner, (h_loss**2).sum(1)).clamp(min=1e-12)
+            unit = loss_counts = None
+            if self.opts.pearson_weight > 0:
+                centred = h_loss - h_loss.mean(1, keepdim=True)
+                unit = centred / centred.norm(dim=1, keepdim=True).clamp(min=1e-12)
+                loss_counts = torch.bincount(loss_owner, minlength=num).clamp(min=1).to(h.dtype)
+        return _Reference(h, h_loss, loss_owner, denom, unit, loss_counts)
+
+    def inputs(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """The current iterate ``(x, edge_index, edge_weight, regulariser)``."""
+        reg = torch.zeros((), device=self.device)
+        x, ei, ew = self.union.x, self.union.edge_index, None
+        if self.feat is not None:
+            x, r = self.feat()
             reg = reg + r
-        if edges is not None:
-            w, r = edges()
-            ei, ew = cand_index, torch.cat([w, w])
+        if self.edges is not None:
+            w, r = self.edges()
+            ei, ew = self.cand_index, torch.cat([w, w])
             reg = reg + r
         return x, ei, ew, reg
 
-    # Best state per problem (compact: top-k columns for binary features, masks for edges).
-    best = torch.full((num,), float("inf"), device=device)  # the objective; best_rel: L_rel there
-    best_rel = best.clone()
-    best_iter = torch.zeros(num, dtype=torch.long)
-    active = torch.ones(num, dtype=torch.bool, device=device)
-    iterations = torch.zeros(num, dtype=torch.long)
-    since_best = torch.zeros(num, dtype=torch.long)
-    curves: list[list[float]] = [[] for _ in range(num)]
-    best_feat: dict[str, Tensor] = {}
-    best_edges: Tensor | None = None
-    start_feat: Tensor | None = None
-    start_edges: Tensor | None = None
-    node_owner_cpu = union.owner
-    cand_owner = edges.segment if edges is not None else None
-    status_msg = ["" for _ in range(num)]
-    step_times: list[float] = []
+    def objective(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-problem ``(objective, L_rel)`` of activations ``h [N, d]``."""
+        ref, union, num = self.ref, self.union, self.num
+        diff = h - ref.h if union.all_nodes else h[union.loss_nodes] - ref.h_loss
+        per_problem = torch.zeros(num, device=self.device).index_add_(0, ref.loss_owner, (diff * diff).sum(1)) / ref.denom
+        objective = per_problem
+        if ref.unit is not None:
+            h_loss = h if union.all_nodes else h[union.loss_nodes]
+            centred = h_loss - h_loss.mean(1, keepdim=True)
+            r = (centred * ref.unit).sum(1) / centred.norm(dim=1).clamp(min=1e-12)
+            objective = objective + self.opts.pearson_weight * torch.zeros(num, device=self.device).index_add_(
+                0, ref.loss_owner, 1 - r) / ref.loss_counts
+        return objective, per_problem
 
-    bar = tqdm(range(opts.max_iterations), desc=desc, disable=not progress, leave=False, mininterval=0.5)
-    ctx = sparse_input(model) if feat is None or isinstance(feat, BinaryFeatures) else contextlib.nullcontext(None)
-    with ctx as holder:
-        if holder is not None and feat is None:
-            holder.fixed = union.x
-        for step in bar:
-            t_step = time.perf_counter()
-            for group in optimizer.param_groups:
-                group["lr"] = _cosine_lr(step, opts.max_iterations, group["base"], opts.lr_final)
-            x, ei, ew, reg = current_inputs()
-            if holder is not None and feat is not None:
-                holder.x, holder.idx, holder.keep = x, feat.idx, feat.keep
-            h = model.embed(x, ei, ew, batch=batch, layer=layer)
-            diff = h - ref if union.all_nodes else h[union.loss_nodes] - ref_loss
-            per_problem = torch.zeros(num, device=device).index_add_(0, loss_owner, (diff * diff).sum(1)) / denom
-            objective = per_problem
-            if ref_unit is not None:
-                h_loss = h if union.all_nodes else h[union.loss_nodes]
-                centred = h_loss - h_loss.mean(1, keepdim=True)
-                r = (centred * ref_unit).sum(1) / centred.norm(dim=1).clamp(min=1e-12)
-                objective = objective + opts.pearson_weight * torch.zeros(num, device=device).index_add_(
-                    0, loss_owner, 1 - r) / loss_counts
-            total = objective.sum() + reg
-            losses, rel = objective.detach(), per_problem.detach()
-            if step == 0:  # the starting point: the far twin
-                if feat is not None:
-                    start_feat = feat.hard().cpu() if isinstance(feat, BinaryFeatures) else feat.x.detach().cpu().clone()
-                if edges is not None:
-                    start_edges = edges.hard().cpu()
-            finite = torch.isfinite(losses)
-            improved = active & finite & (losses < best)
-            if bool(improved.any()):
-                best = torch.where(improved, losses, best)
-                best_rel = torch.where(improved, rel, best_rel)
-                imp_cpu = improved.cpu()
-                best_iter[imp_cpu] = step
-                since_best[imp_cpu] = 0
-                rows = improved[union.owner]
-                if isinstance(feat, BinaryFeatures):
-                    if not best_feat:
-                        best_feat = {"idx": feat.idx.clone(), "keep": feat.keep.clone()}
-                    else:
-                        best_feat["idx"][rows] = feat.idx[rows]
-                        best_feat["keep"][rows] = feat.keep[rows]
-                elif feat is not None:
-                    if not best_feat:
-                        best_feat = {"x": x.detach().clone()}
-                    else:
-                        best_feat["x"][rows] = x.detach()[rows]
-                if edges is not None:
-                    current = edges.hard() if edges.mode == "weighted" else ew[: cand.size(0)].detach() > 0.5
-                    if best_edges is None:
-                        best_edges = current.clone()
-                    else:
-                        sel = improved[cand_owner]
-                        best_edges[sel] = current[sel]
-            since_best[(~improved).cpu() & active.cpu()] += 1
-            act_cpu = active.cpu()
-            iterations[act_cpu] = step + 1
-            for i in torch.nonzero(act_cpu).view(-1).tolist():
-                curves[i].append(float(rel[i]))
-            done = (losses <= opts.tolerance) | ~finite
-            if opts.patience:
-                done |= (since_best >= opts.patience).to(device)
-            for i in torch.nonzero((done & active).cpu()).view(-1).tolist():
-                if not bool(finite[i]):
-                    status_msg[i] = f"loss became non-finite at iteration {step}"
-            active &= ~done
-            if progress:
-                bar.set_postfix(loss=f"{float(losses[act_cpu.to(device)].mean() if act_cpu.any() else best.mean()):.4f}",
-                                best=f"{float(best.mean()):.4f}")
-            if not bool(active.any()):
-                break
-            optimizer.zero_grad(set_to_none=True)
-            if total.requires_grad:
-                total.backward()
-                if isinstance(feat, BinaryFeatures):
-                    feat.logit_grad()
-                optimizer.step()
-            if isinstance(feat, ContinuousFeatures):
-                feat.project()
-            step_times.append(time.perf_counter() - t_step)
-    bar.close()
-    step_s = float(torch.tensor(step_times).median()) if step_times else float("nan")
-    wall = time.perf_counter() - start_time
+    def step(self, step: int, holder) -> tuple[Tensor, Tensor]:
+        """Evaluate iterate ``step``, keep what is best, then (while any problem runs) take one Adam step.
 
-    # Assemble per-problem results from the best state.
-    results = []
-    if isinstance(feat, BinaryFeatures):
-        x_best = torch.zeros_like(union.x).scatter_(1, best_feat["idx"], best_feat["keep"]).cpu()
-    elif feat is not None:
-        x_best = best_feat["x"].cpu()
-    else:
-        x_best = union.x.cpu()
-    cand_cpu = cand.cpu() if cand is not None else None
-    best_edges_cpu = best_edges.cpu() if best_edges is not None else None
-    cand_start = 0
-    for i, (p, off) in enumerate(zip(problems, union.offsets)):
-        n = p.data.num_nodes
-        x_i = x_best[off : off + n]
-        sx_i = start_feat[off : off + n] if start_feat is not None else p.data.x.cpu()
-        ew_i = None
-        if cand_cpu is not None:
-            c_i = cand_cpu[cand_start : cand_start + cand_sizes[i]] - off
-            b_i = best_edges_cpu[cand_start : cand_start + cand_sizes[i]]
-            s_i = start_edges[cand_start : cand_start + cand_sizes[i]]
-            cand_start += cand_sizes[i]
-            if edges.mode == "weighted":
-                ei_i = pairs_to_edge_index(c_i)
-                both = torch.cat([c_i, c_i.flip(1)])
-                order = torch.argsort(both[:, 0] * n + both[:, 1])
-                ew_i = torch.cat([b_i, b_i])[order].float()
-                sei_i = pairs_to_edge_index(c_i[s_i > 0.5])
-            else:
-                ei_i = pairs_to_edge_index(c_i[b_i])
-                sei_i = pairs_to_edge_index(c_i[s_i])
+        Returns the per-problem objective and ``L_rel`` of the evaluated iterate.
+        """
+        opts, feat, edges = self.opts, self.feat, self.edges
+        for group in self.optimizer.param_groups:
+            group["lr"] = _cosine_lr(step, opts.max_iterations, group["base"], opts.lr_final)
+        x, ei, ew, reg = self.inputs()
+        if holder is not None and feat is not None:
+            holder.x, holder.idx, holder.keep = x, feat.idx, feat.keep
+        h = self.model.embed(x, ei, ew, batch=self.batch, layer=self.layer)
+        objective, per_problem = self.objective(h)
+        total = objective.sum() + reg
+        losses, rel = objective.detach(), per_problem.detach()
+        if step == 0:  # the starting point: the far twin
+            if feat is not None:
+                self.start_feat = feat.hard().cpu() if isinstance(feat, BinaryFeatures) else feat.x.detach().cpu().clone()
+            if edges is not None:
+                self.start_edges = edges.hard().cpu()
+        finite = torch.isfinite(losses)
+        improved = self.active & finite & (losses < self.best.objective)
+        if bool(improved.any()):
+            self.keep_best(improved, step, losses, rel, x, ew)
+        self.track(step, improved, losses, rel, finite)
+        if not bool(self.active.any()):
+            return losses, rel
+        self.optimizer.zero_grad(set_to_none=True)
+        if total.requires_grad:
+            total.backward()
+            if isinstance(feat, BinaryFeatures):
+                feat.logit_grad()
+            self.optimizer.step()
+        if isinstance(feat, ContinuousFeatures):
+            feat.project()
+        return losses, rel
+
+    def keep_best(self, improved: Tensor, step: int, losses: Tensor, rel: Tensor, x: Tensor, ew: Tensor | None) -> None:
+        """Make the current iterate the best one of every problem that ``improved``."""
+        best, feat, edges = self.best, self.feat, self.edges
+        best.keep(improved, step, losses, rel)
+        rows = improved[self.union.owner]
+        if isinstance(feat, BinaryFeatures):
+            best.keep_rows(best.features, {"idx": feat.idx, "keep": feat.keep}, rows)
+        elif feat is not None:
+            best.keep_rows(best.features, {"x": x.detach()}, rows)
+        if edges is not None:
+            current = edges.hard() if edges.mode == "weighted" else ew[: self.cand.size(0)].detach() > 0.5
+            best.keep_rows(best.edges, {"edges": current}, improved[edges.segment])
+
+    def track(self, step: int, improved: Tensor, losses: Tensor, rel: Tensor, finite: Tensor) -> None:
+        """Loss curves, iteration counts and the stopping rules (tolerance, non-finite loss, plateau)."""
+        opts, active = self.opts, self.active
+        self.best.since[(~improved).cpu() & active.cpu()] += 1
+        act_cpu = active.cpu()
+        self.iterations[act_cpu] = step + 1
+        for i in torch.nonzero(act_cpu).view(-1).tolist():
+            self.curves[i].append(float(rel[i]))
+        done = (losses <= opts.tolerance) | ~finite
+        if opts.patience:
+            done |= (self.best.since >= opts.patience).to(self.device)
+        for i in torch.nonzero((done & active).cpu()).view(-1).tolist():
+            if not bool(finite[i]):
+                self.messages[i] = f"loss became non-finite at iteration {step}"
+        active &= ~done
+
+    def optimise(self, progress: bool, desc: str) -> list[float]:
+        """Run :meth:`step` until every problem stops; returns each step's wall time."""
+        step_times: list[float] = []
+        feat, best = self.feat, self.best
+        bar = tqdm(range(self.opts.max_iterations), desc=desc, disable=not progress, leave=False, mininterval=0.5)
+        ctx = sparse_input(self.model) if feat is None or isinstance(feat, BinaryFeatures) else contextlib.nullcontext(None)
+        with ctx as holder:
+            if holder is not None and feat is None:
+                holder.fixed = self.union.x
+            for step in bar:
+                t_step = time.perf_counter()
+                act_before = self.active.cpu()
+                losses, _ = self.step(step, holder)
+                if progress:
+                    bar.set_postfix(loss=f"{float(losses[act_before.to(self.device)].mean() if act_before.any() else best.objective.mean()):.4f}",
+                                    best=f"{float(best.objective.mean()):.4f}")
+                if not bool(self.active.any()):
+                    break
+                step_times.append(time.perf_counter() - t_step)
+        bar.close()
+        return step_times
+
+    def assemble(self, wall: float, step_s: float) -> list[MetamerResult]:
+        """Per-problem results from the best iterates (graphs back in each problem's own node ids)."""
+        union, feat, best, opts = self.union, self.feat, self.best, self.opts
+        if isinstance(feat, BinaryFeatures):
+            x_best = torch.zeros_like(union.x).scatter_(1, best.features["idx"], best.features["keep"]).cpu()
+        elif feat is not None:
+            x_best = best.features["x"].cpu()
         else:
-            ei_i = p.data.edge_index.cpu()
-            sei_i = ei_i
-        loss = float(best_rel[i])
-        if not math.isfinite(float(best[i])):
-            status, msg = "failed", status_msg[i] or "no finite loss was reached"
-        elif float(best[i]) <= opts.tolerance:
+            x_best = union.x.cpu()
+        cand_cpu = self.cand.cpu() if self.cand is not None else None
+        best_edges_cpu = best.edges["edges"].cpu() if best.edges else None
+        cand_sizes = self.cand_sizes
+        results, cand_start = [], 0
+        for i, (p, off) in enumerate(zip(self.problems, union.offsets)):
+            n = p.data.num_nodes
+            ew_i = None
+            if cand_cpu is not None:
+                c_i = cand_cpu[cand_start : cand_start + cand_sizes[i]] - off
+                b_i = best_edges_cpu[cand_start : cand_start + cand_sizes[i]]
+                s_i = self.start_edges[cand_start : cand_start + cand_sizes[i]]
+                cand_start += cand_sizes[i]
+                if self.edges.mode == "weighted":
+                    ei_i = pairs_to_edge_index(c_i)
+                    both = torch.cat([c_i, c_i.flip(1)])
+                    order = torch.argsort(both[:, 0] * n + both[:, 1])
+                    ew_i = torch.cat([b_i, b_i])[order].float()
+                    sei_i = pairs_to_edge_index(c_i[s_i > 0.5])
+                else:
+                    ei_i = pairs_to_edge_index(c_i[b_i])
+                    sei_i = pairs_to_edge_index(c_i[s_i])
+            else:
+                ei_i = p.data.edge_index.cpu()
+                sei_i = ei_i
+            status, msg = self._status(i)
+            loss, curve = float(best.rel[i]), self.curves[i]
+            sx_i = self.start_feat[off : off + n] if self.start_feat is not None else p.data.x.cpu()
+            results.append(MetamerResult(
+                kind=self.kind, seed=p.seed, graph_index=p.graph_index, layer=self.layer, x=x_best[off : off + n].contiguous(),
+                edge_index=ei_i, edge_weight=ew_i, start_x=sx_i.contiguous(), start_edge_index=sei_i,
+                rel_loss=loss if math.isfinite(loss) else float("nan"), start_loss=curve[0] if curve else float("nan"),
+                best_iteration=int(best.iteration[i]), iterations=int(self.iterations[i]), loss_curve=curve,
+                wall_s=wall / self.num, status=status, message=msg, num_candidates=cand_sizes[i] if cand_sizes else 0,
+                step_s=step_s, options=opts.to_dict()))
+        return results
+
+    def _status(self, i: int) -> tuple[str, str]:
+        """Problem ``i``'s ``(status, message)``: failed, converged (tolerance reached) or ran."""
+        objective, loss, curve = float(self.best.objective[i]), float(self.best.rel[i]), self.curves[i]
+        if not math.isfinite(objective):
+            status, msg = "failed", self.messages[i] or "no finite loss was reached"
+        elif objective <= self.opts.tolerance:
             status, msg = "converged", ""
-        elif curves[i] and loss >= curves[i][0] * 0.999:
-            status, msg = "failed", f"the loss never fell below its starting value {curves[i][0]:.4g}"
+        elif curve and loss >= curve[0] * 0.999:
+            status, msg = "failed", f"the loss never fell below its starting value {curve[0]:.4g}"
         else:
             status, msg = "ran", ""
-        if status_msg[i]:
-            msg = status_msg[i]
-        results.append(MetamerResult(
-            kind=kind, seed=p.seed, graph_index=p.graph_index, layer=layer, x=x_i.contiguous(),
-            edge_index=ei_i, edge_weight=ew_i, start_x=sx_i.contiguous(), start_edge_index=sei_i,
-            rel_loss=loss if math.isfinite(loss) else float("nan"), start_loss=curves[i][0] if curves[i] else float("nan"),
-            best_iteration=int(best_iter[i]), iterations=int(iterations[i]), loss_curve=curves[i],
-            wall_s=wall / num, status=status, message=msg, num_candidates=cand_sizes[i] if cand_sizes else 0, step_s=step_s,
-            options=opts.to_dict()))
-    return results
+        return status, self.messages[i] or msg
+
+
+def _solve(model: GraphModel, problems: list[_Problem], kind: str, layer: int, opts: MetamerOptions,
+           freq: Tensor, progress: bool, desc: str) -> list[MetamerResult]:
+    """Initialise, optimise (evaluate, keep the best, step) and assemble one batch of problems."""
+    start_time = time.perf_counter()
+    run = _Run(model, problems, kind, layer, opts, freq)
+    step_times = run.optimise(progress, desc)
+    step_s = float(torch.tensor(step_times).median()) if step_times else float("nan")
+    return run.assemble(time.perf_counter() - start_time, step_s)
 
 
 def _as_graphs(graphs: Data | list[Data]) -> list[Data]:
