@@ -402,9 +402,9 @@ class _Run:
                 t_step = time.perf_counter()
                 act_before = self.active.cpu()
                 losses, _ = self.step(step, holder)
-                if progress:
-                    bar.set_postfix(loss=f"{float(losses[act_before.to(self.device)].mean() if act_before.any() else best.objective.mean()):.4f}",
-                                    best=f"{float(best.objective.mean()):.4f}")
+                if progress:  # the mean loss of the problems that ran this step
+                    shown = losses[act_before.to(self.device)].mean() if act_before.any() else best.objective.mean()
+                    bar.set_postfix(loss=f"{float(shown):.4f}", best=f"{float(best.objective.mean()):.4f}")
                 if not bool(self.active.any()):
                     break
                 step_times.append(time.perf_counter() - t_step)

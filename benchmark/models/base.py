@@ -7,7 +7,7 @@ is the last one, the head's input. Every model takes ``edge_weight`` (structure 
 
 An architecture is a subclass that fills two hooks, as in PyG's ``BasicGNN``:
 ``init_blocks(config)`` returns the blocks and ``init_head(config, width)`` the classifier
-(default: :class:`GraphHead` for graph tasks, a linear output block for node tasks).
+(default: :class:`GraphHead` for graph tasks, else ``init_output``: a linear output block).
 :class:`ConvStack` narrows that to one hook, ``init_conv(in_dim, out_dim, final)``, for the
 plain "conv, conv, ..., conv" stacks. How a block calls its layer is the block's class
 (:class:`DenseBlock`, :class:`MessagePassingBlock`, ...), so no code switches on names.
@@ -132,8 +132,9 @@ class GraphModel(nn.Module):
     ``[B, C]`` (graph task). ``x`` may be dense ``[N, F]`` or a torch sparse tensor.
 
     Subclasses set ``spec`` (its registry entry) and implement :meth:`init_blocks`; they may
-    override :meth:`init_head`. ``later_layers_need_h0`` marks models whose later blocks read the
-    first block's states (GCNII), which :meth:`head_from` cannot supply.
+    override :meth:`init_head` or just the node task's :meth:`init_output`.
+    ``later_layers_need_h0`` marks models whose later blocks read the first block's states
+    (GCNII), which :meth:`head_from` cannot supply.
     """
 
     spec: ClassVar[ArchSpec]
@@ -154,9 +155,13 @@ class GraphModel(nn.Module):
         raise NotImplementedError
 
     def init_head(self, config: ModelConfig, width: int) -> nn.Module:
-        """The classifier on the last block's ``width``-dim states."""
+        """The classifier on the last block's ``width``-dim states: a readout for graph tasks, else :meth:`init_output`."""
         if config.task == "graph":
             return GraphHead(config, width)
+        return self.init_output(config, width)
+
+    def init_output(self, config: ModelConfig, width: int) -> Block:
+        """The node task's output block (no norm, activation or residual); default: a linear map."""
         return DenseBlock(nn.Linear(width, config.out_channels), width, config.out_channels, config, final=True)
 
     @property
@@ -248,8 +253,6 @@ class ConvStack(GraphModel):
             width = config.hidden_channels
         return blocks
 
-    def init_head(self, config: ModelConfig, width: int) -> nn.Module:
-        if config.task == "graph":
-            return GraphHead(config, width)
+    def init_output(self, config: ModelConfig, width: int) -> Block:
         return self.block_type(self.init_conv(width, config.out_channels, final=True), width, config.out_channels,
                                config, final=True)
