@@ -27,12 +27,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-# Largest |fresh - recorded| accepted for a score. Measured across kernel families: re-scoring
-# gcn-baseline on release v1 under ATEN_CPU_CAPABILITY=default vs avx2 moves no score by more
-# than MEASURED (README, "Reproducibility"); a single flipped prediction among a set's units
-# moves an accuracy by 1/(units x seeds) >= 1.6e-4 on v1's smallest set, so atol stays below that
-# and a flipped prediction is reported, not hidden.
+# Largest |fresh - recorded| accepted for a score. Measured: re-scoring gcn-baseline on release
+# v1 under ATEN_CPU_CAPABILITY=default and =avx2 reproduces the checked-in file exactly (625
+# numbers, 0 difference after rounding to 6 decimals); an AVX512 machine was reported ~1e-6 off
+# (issue 16). 1e-4 is 100x that, and still below what one flipped prediction does to most sets'
+# accuracies (1 / observations), so a flipped prediction is reported rather than hidden.
 SCORE_ATOL = 1e-4
+# Largest |retrained - shipped| accepted for a weight when a shipped reference checkpoint is
+# retrained from its seed on another kernel family. Measured: Cora/gcn seed 0 retrained under
+# ATEN_CPU_CAPABILITY=default differs from the shipped (AVX2) weights by at most 1.27e-5, with the
+# same best epoch and the same val/test accuracy; under avx2 it has the shipped SHA-256.
+WEIGHT_ATOL = 1e-4
 IGNORED = frozenset({"wall_s", "hardware"})
 NOTED = frozenset({"library_versions"})
 
