@@ -85,13 +85,16 @@ def test_retraining_a_shipped_reference_matches_its_checkpoint_within_weight_ato
 
 
 def _readme_main_command() -> list[str]:
-    """The first ``metamer-bench evaluate`` of the README's Quickstart block, as argv."""
-    for line in (REPO / "README.md").read_text().splitlines():
+    """The ``metamer-bench evaluate`` of the README's Quickstart code block, as argv."""
+    readme = (REPO / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    block = quickstart.split("```bash", 1)[1].split("```", 1)[0]
+    for line in block.splitlines():
         for part in line.split("&&"):
             words = shlex.split(part, comments=True)
             if words[:2] == ["metamer-bench", "evaluate"]:
                 return words[1:]
-    raise AssertionError("README has no metamer-bench evaluate command")
+    raise AssertionError("the README's Quickstart has no metamer-bench evaluate command")
 
 
 def _tree_state() -> tuple[str, str]:
