@@ -601,8 +601,9 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: str | os.Path
                         evaluator: Evaluator | None = None) -> dict:
     """Validate ``entry_dir`` (every check of ``validate``), score it on the release, return the results document.
 
-    The document matches ``benchmark/schemas/result.schema.json``; apart from ``wall_s`` (and
-    ``hardware`` / ``library_versions`` on another machine) the same inputs give the same bytes.
+    The document matches ``benchmark/schemas/result.schema.json``; apart from ``wall_s`` the same
+    inputs give the same bytes on one CPU kernel family, and scores within
+    ``benchmark.reproduce.SCORE_ATOL`` on another CPU (``benchmark.reproduce`` compares them).
     """
     from benchmark.submissions import validate_submission
     from benchmark.versions import hardware, library_versions

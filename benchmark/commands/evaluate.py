@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: scoring is many small tensor ops; on a busy 2-core "
                              "machine two threads measured 5-8x slower than one, see scripts/bench_evaluate.py)")
+    parser.add_argument("--reproduce", action="store_true",
+                        help="write nothing: score the entry and check that its results file (--out or the "
+                             "default) reproduces within benchmark.reproduce.SCORE_ATOL, wall time and hardware "
+                             "aside; exit 0 if it does, 1 (naming every field that differs) if not")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +42,13 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     result = evaluate_submission(args.entry, resolve_release(args.release), num_bootstrap=args.bootstrap, device=args.device,
                                  progress=True)
+    if args.reproduce:  # compare with the recorded file instead of writing it (README, "Reproducibility")
+        from benchmark.reproduce import reproduce_results_file
+
+        recorded = args.out or results_path(args.entry)
+        report = reproduce_results_file(result, recorded)
+        print(report.summary(str(recorded)))
+        return 0 if report.ok else 1
     out = write_results(result, args.out or results_path(args.entry))
     agg = result["aggregate"]
 

@@ -4,7 +4,7 @@ Structure metamers optimise a weight per candidate edge, so every layer must tak
 ``edge_weight`` (``[E]``, 1 = edge present, 0 = absent) and be exactly the unweighted layer when
 all weights are 1. PyG's GCNConv, GCN2Conv and APPNP already do; SAGE, GIN and GAT(v2) are
 written here. Every sum-of-``w * x_j`` layer propagates through one sparse matmul
-(:mod:`benchmark.models.propagation`, bit-identical to PyG's gather/scatter on the CPU). Linear maps run *before* aggregation wherever that is mathematically the same, so
+(:mod:`benchmark.models.propagation`, PyG's gather/scatter sum to float32 rounding on the CPU). Linear maps run *before* aggregation wherever that is mathematically the same, so
 the layers aggregate ``hidden``-dim messages rather than raw 1433-dim bag-of-words rows.
 """
 from __future__ import annotations
