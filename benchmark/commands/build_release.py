@@ -5,12 +5,16 @@ import argparse
 from pathlib import Path
 
 NAME = "build-release"
+SUMMARY = "Build or resume a frozen release from a YAML config."
 HELP = "Build or resume a frozen release (checkpoints, metamer shards, data card, manifest) from a config."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("scripts/release_v1.yaml"))
-    parser.add_argument("--out", type=Path, default=None, help="release folder (default data_cards/<release>)")
+    parser.add_argument("--config", type=Path, default=Path("scripts/release_v1.yaml"),
+                        help="release config YAML (default: scripts/release_v1.yaml, relative to the working directory)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="release folder (default: data_cards/<release> in the working directory, where a "
+                             "release name finds it)")
 
 
 def run(args: argparse.Namespace) -> int:
