@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.release.build import ReleaseBuilder, ReleaseConfig
 
     config = ReleaseConfig.from_yaml(args.config)
-    out = args.out or Path("data_cards") / config.release
+    out = args.out if args.out is not None else Path("data_cards") / config.release
     manifest = ReleaseBuilder(config, out).build()
     print(f"release {config.name} {config.version} written to {out} ({len(config.jobs())} sets)")
     return 0

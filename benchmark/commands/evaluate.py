@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     with as_check():  # from here on the inputs exist: a refusal or a failed hash fails the run
         result = evaluate_submission(args.entry, release, num_bootstrap=args.bootstrap, device=args.device,
                                      progress=not args.no_progress)
-    out = write_results(result, args.out or results_path(args.entry))
+    out = write_results(result, args.out if args.out is not None else results_path(args.entry))
     if args.json:
         print(json.dumps({"ok": True, "results_file": str(out), "result": result}, indent=2, sort_keys=True))
     say = sys.stderr if args.json else sys.stdout

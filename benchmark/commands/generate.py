@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     layer = model.check_layer(args.layer)
     frozen_set = make_frozen_set(dataset, model, args.model, args.kind, list(args.seeds), layer,
                                  progress=not args.no_progress, **options)
-    out = args.out or Path("runs") / "metamers" / dataset.name / args.model / args.kind
+    out = args.out if args.out is not None else Path("runs") / "metamers" / dataset.name / args.model / args.kind
     out.mkdir(parents=True, exist_ok=True)
     from benchmark.release.shards import write_records
 

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     train_overrides = {"epochs": args.epochs} if args.epochs is not None else {}
     model, metrics = train_model(dataset, config, seed=args.seed, progress=True, device=args.device,
                                   **train_overrides)
-    out = args.out or Path("runs") / dataset.name / config.arch / f"seed-{args.seed}"
+    out = args.out if args.out is not None else Path("runs") / dataset.name / config.arch / f"seed-{args.seed}"
     save_checkpoint(model, out, {"dataset": dataset.name, "seed": args.seed, "metrics": metrics})
     print(f"{config.arch} on {dataset.name} (seed {args.seed}): val_acc {metrics['val_acc']:.4f}, "
           f"test_acc {metrics['test_acc']:.4f}, {metrics['epochs']} epochs, {metrics['wall_s']:.1f} s")

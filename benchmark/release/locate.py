@@ -65,8 +65,8 @@ def resolve_release(release: str | os.PathLike | None = None) -> Path:
         return path
     name = os.fspath(release)
     if not RELEASE_NAME.fullmatch(name):
-        raise UserError(f"release folder {name} does not exist (a release is a folder with {MANIFEST_NAME}, "
-                        f"or a release name such as {DEFAULT_RELEASE_NAME})")
+        raise UserError(f"release folder {name} does not exist, so it is not a frozen release (give a folder "
+                        f"with {MANIFEST_NAME} or a release name such as {DEFAULT_RELEASE_NAME})")
     candidates = release_candidates(name)
     for candidate in candidates:
         if (candidate / MANIFEST_NAME).is_file():
