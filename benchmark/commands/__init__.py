@@ -6,6 +6,10 @@ import argparse
 from contextlib import contextmanager
 from pathlib import Path
 
+# How a release argument is read (benchmark.release.locate.resolve_release), for every verb's --help.
+RELEASE_HELP = ("release folder or name vN (default v1; a name is looked up in ./data_cards/, then in "
+                "$METAMER_BENCH_CACHE/releases/)")
+
 
 def positive_int(text: str) -> int:
     """argparse type for counts that must be >= 1: ``--epochs 0`` is refused as a usage error

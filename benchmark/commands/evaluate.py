@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from benchmark.commands import RELEASE_HELP
+
 NAME = "evaluate"
 SUMMARY = "Score a submission on a release; write its results file."
 HELP = ("Validate and score submissions/<entry> on a frozen release; writes submissions/results/<entry>.json "
@@ -21,8 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("entry", type=Path, help="submission folder, e.g. submissions/gcn-baseline")
     parser.add_argument("--release", type=Path, default=None,
-                        help="release folder or name vN (default v1; a name is looked up in ./data_cards/, then in "
-                             "$METAMER_BENCH_CACHE/releases/)")
+                        help=RELEASE_HELP)
     parser.add_argument("--out", type=Path, default=None,
                         help="results file (default: results/<entry>.json next to the entry folder)")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP,

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from benchmark.commands import RELEASE_HELP
+
 NAME = "validate"
 SUMMARY = "Run every intake check on a submission, without scoring."
 HELP = ("Check a submission folder (card schema, safe paths, SHA-256, safetensors, strict loading, "
@@ -19,9 +21,8 @@ HELP = ("Check a submission folder (card schema, safe paths, SHA-256, safetensor
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("entry", type=Path, help="submission folder, e.g. submissions/my-model")
     parser.add_argument("--release", default=None,
-                        help="release folder or name vN whose datasets the submission must cover (default v1, "
-                             "looked up in ./data_cards/ then $METAMER_BENCH_CACHE/releases/; when the default is "
-                             "not found, coverage is skipped with a note)")
+                        help=f"{RELEASE_HELP} whose datasets the submission must cover; when no --release is "
+                             "given and v1 is not found, coverage is skipped with a note")
     parser.add_argument("--json", action="store_true",
                         help='print one JSON document on stdout: {"ok": true, "entry", "architecture", "seeds", '
                              '"datasets", "num_parameters", "release"} or, when refused, {"ok": false, "error"}')

@@ -8,15 +8,15 @@ import argparse
 import json
 import sys
 
+from benchmark.commands import RELEASE_HELP
+
 NAME = "verify"
 SUMMARY = "Re-check a release: hashes, schemas, recomputed validity."
 HELP = "Re-check a release: SHA-256 of every file, schemas, and validity recomputed from the reference checkpoints."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("release", nargs="?", default=None,
-                        help="release folder or name vN (default v1; a name is looked up in ./data_cards/, then in "
-                             "$METAMER_BENCH_CACHE/releases/)")
+    parser.add_argument("release", nargs="?", default=None, help=RELEASE_HELP)
     parser.add_argument("--json", action="store_true",
                         help='print one JSON document {"ok", "release", "checked_files", "checked_sets", "problems"} '
                              "on stdout (progress stays on stderr)")

@@ -218,6 +218,9 @@ def _download_hub(repo_id: str, target: Path) -> Path:
         raise UserError("hub downloads need huggingface_hub (pip install huggingface_hub)") from err
     from benchmark.release.manifest import verify_files
 
-    snapshot_download(repo_id=repo_id, repo_type="dataset", local_dir=str(target))
+    try:
+        snapshot_download(repo_id=repo_id, repo_type="dataset", local_dir=str(target))
+    except Exception as err:  # network, auth, unknown repo: one line, not a traceback
+        raise CheckFailed(f"hub download of dataset {repo_id} failed: {type(err).__name__}: {err}") from err
     verify_files(target)
     return target
