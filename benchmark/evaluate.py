@@ -296,6 +296,7 @@ class Evaluator:
         self.tasks = {s.dataset: s.task for s in self.sets}
         self.records: dict[str, GraphRecord] = {}
         self._dataset_of: dict[str, str] = {}
+        self._set_of: dict[str, str] = {}  # first set a record belongs to: names the progress bar's position
         for frozen in self.sets:
             for record in [*frozen.originals, *frozen.variants]:
                 known = self.records.get(record.id)
@@ -304,6 +305,7 @@ class Evaluator:
                     raise UserError(f"record id {record.id} names two different graphs")
                 self.records.setdefault(record.id, record)
                 self._dataset_of[record.id] = frozen.dataset
+                self._set_of.setdefault(record.id, frozen.key)
         self.num_features = {d: int(next(s for s in self.sets if s.dataset == d).originals[0].x.size(1))
                              for d in self.datasets}
         self.num_classes, self._classes_exact = self._class_counts(num_classes, cards)
@@ -374,14 +376,16 @@ class Evaluator:
         return schema
 
     def eval(self, model, seeds: Sequence[int] | None = None, device: str | torch.device = "cpu",
-             progress: bool = False) -> dict:
+             progress: bool = False, label: str | None = None) -> dict:
         """Score a model: a ``GraphModel``, a list of them (one per training seed), or
         ``{dataset: model or list}`` when the release has several datasets.
 
         ``seeds``: the training seeds of the models, in order (default ``0..K-1``).
+        ``progress``: one bar per dataset on stderr, kept on screen, named ``<label> <dataset>``
+        and showing the set it is on (``label``: e.g. the submission's entry name).
         Returns the scores document (see :meth:`eval_predictions`).
         """
-        probs, seeds, name = self._predict(model, seeds, device, progress)
+        probs, seeds, name = self._predict(model, seeds, device, progress, label)
         return self.score_probabilities(probs, seeds, name)
 
     def predict(self, model, device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Tensor]:
@@ -389,7 +393,7 @@ class Evaluator:
         record: the ``outputs`` of a ``{"type": "probs"}`` predictions input."""
         return self._predict(model, None, device, progress)[0]
 
-    def _predict(self, model, seeds, device, progress) -> tuple[dict[str, Tensor], list[int], str]:
+    def _predict(self, model, seeds, device, progress, label=None) -> tuple[dict[str, Tensor], list[int], str]:
         by_dataset = self._models_by_dataset(model)
         num = {len(v) for v in by_dataset.values()}
         if len(num) != 1:
@@ -404,7 +408,8 @@ class Evaluator:
         records = sorted(self.records)
         for dataset in self.datasets:
             ids = [r for r in records if self._dataset_of[r] == dataset]
-            probs.update(self._infer(by_dataset[dataset], ids, self.tasks[dataset], device, progress))
+            desc = f"{label or '+'.join(archs)} {dataset} inference"
+            probs.update(self._infer(by_dataset[dataset], ids, self.tasks[dataset], device, progress, desc))
         return probs, seeds, "+".join(archs)
 
     def eval_predictions(self, predictions: Mapping | str | os.PathLike) -> dict:
@@ -477,7 +482,8 @@ class Evaluator:
         return by_dataset
 
     @torch.inference_mode()
-    def _infer(self, models: list, ids: list[str], task: str, device, progress: bool) -> dict[str, Tensor]:
+    def _infer(self, models: list, ids: list[str], task: str, device, progress: bool,
+               desc: str = "inference") -> dict[str, Tensor]:
         """Class probabilities ``[K, n_outputs, C]`` (float64, CPU) of every record in ``ids``."""
         from torch_geometric.data import Batch, Data
 
@@ -494,7 +500,10 @@ class Evaluator:
                 # Records decoded from a release share tensors (every set's original is the base
                 # graph, feature metamers keep its edges): run each distinct graph once.
                 done: dict[tuple, list[Tensor]] = {}
-                for record_id in tqdm(ids, desc="inference", disable=not progress, leave=False):
+                bar = tqdm(ids, desc=desc, unit="graph", disable=not progress, leave=True)
+                for record_id in bar:
+                    if progress and bar.postfix != self._set_of[record_id]:
+                        bar.set_postfix_str(self._set_of[record_id], refresh=False)
                     record = self.records[record_id]
                     key = tuple((t.data_ptr(), tuple(t.shape), t.stride(), t.dtype) for t in (record.x, record.edge_index))
                     if key not in done:
@@ -503,9 +512,12 @@ class Evaluator:
                                      for logits in _node_logits(models, prefix, x, edge_index)]
                     out[record_id] = done[key]
             else:
-                for start in tqdm(range(0, len(ids), _GRAPH_BATCH), desc="inference", disable=not progress,
-                                  leave=False):
+                bar = tqdm(range(0, len(ids), _GRAPH_BATCH), desc=desc, unit="batch", disable=not progress,
+                           leave=True)
+                for start in bar:
                     chunk = ids[start:start + _GRAPH_BATCH]
+                    if progress:
+                        bar.set_postfix_str(self._set_of[chunk[0]], refresh=False)
                     batch = Batch.from_data_list([Data(x=self.records[r].x, edge_index=self.records[r].edge_index,
                                                        num_nodes=self.records[r].num_nodes) for r in chunk]).to(device)
                     for m in models:
@@ -615,7 +627,7 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: str | os.Path
         raise UserError("the evaluator has no release identity (name, version, manifest hash) to bind scores to")
     checked = validate_submission(entry_dir, datasets=evaluator.datasets, dims=evaluator.dims, device=device)
     sub = checked.submission
-    scores = evaluator.eval(checked.models, seeds=sub.seeds, device=device, progress=progress)
+    scores = evaluator.eval(checked.models, seeds=sub.seeds, device=device, progress=progress, label=sub.entry)
     card = sub.card
     result = {
         "entry": sub.entry,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import http.server
 import re
 import shutil
@@ -286,3 +287,18 @@ def test_the_v1_config_pins_what_release_v1_was_built_with():
     for arch, overrides in config.model_overrides.items():
         frozen = read_json(SHIPPED / "checkpoints" / "Cora" / arch / "card.json")["config"]
         assert {k: frozen[k] for k in overrides} == overrides
+
+
+def test_cli_verify_json_and_exit_codes(built, release, capsys):
+    from benchmark.cli import main
+
+    assert main(["verify", str(built), "--json", "--no-progress"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] and doc["problems"] == [] and doc["checked_sets"] == len(read_manifest(built)["sets"])
+    shard = release / "data" / "Cora" / "gcn-feature.parquet"
+    shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
+    assert main(["verify", str(release), "--json", "--no-progress"]) == 1  # a failed check, not bad usage
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert not doc["ok"] and any("gcn-feature.parquet: SHA-256 mismatch" in p for p in doc["problems"])
+    assert "FAILED" in captured.err

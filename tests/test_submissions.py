@@ -89,7 +89,7 @@ def test_validate_command_ok_and_failure_exit_codes(entry, release, capsys):
     assert main(["validate", str(entry), "--release", str(release)]) == 0
     assert "OK" in capsys.readouterr().out
     edit_card(entry, lambda c: c["datasets"]["Cora"]["weights"]["1"].__setitem__("sha256", "0" * 64))
-    assert main(["validate", str(entry), "--release", str(release)]) == 2
+    assert main(["validate", str(entry), "--release", str(release)]) == 1  # refused at intake: a failed check
     err = capsys.readouterr().err
     assert "metamer-bench validate: error:" in err and "SHA-256" in err and "weights.1" in err
 
@@ -325,3 +325,28 @@ def test_floor_failure_is_recorded(entry, tmp_path, cora, trained):
     result = evaluate_submission(entry, release, num_bootstrap=10)
     floor = result["accuracy_floor"]["Cora"]
     assert floor["threshold"] == pytest.approx(0.891) and floor["passed"] is False
+
+
+def test_validate_and_evaluate_json_output_named_progress_and_exit_codes(entry, release, tmp_path, capsys):
+    assert main(["validate", str(entry), "--release", str(release), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == {"ok": True, "entry": str(entry), "architecture": "gcn", "seeds": [0, 1, 2], "datasets": ["Cora"],
+                   "num_parameters": {"Cora": 92231}, "release": str(release)}
+
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", str(entry), "--release", str(release), "--bootstrap", "50", "--out", str(out),
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # stdout holds the one document; the summary went to stderr
+    assert doc["ok"] and doc["results_file"] == str(out) and doc["result"] == json.loads(out.read_text())
+    assert "invariance_consistency" in captured.err
+    # The bar names the entry, the dataset and the set, and stays on screen once done.
+    finals = [line.rsplit("\r", 1)[-1] for line in captured.err.split("\n")]
+    assert any(f.startswith("tiny-gcn Cora inference: 100%") and "Cora/gcn/feature/L1" in f for f in finals), finals
+
+    edit_card(entry, lambda c: c["datasets"]["Cora"]["weights"]["1"].__setitem__("sha256", "0" * 64))
+    for verb in (["validate"], ["evaluate", "--bootstrap", "50", "--out", str(out)]):
+        assert main([verb[0], str(entry), "--release", str(release), "--json", *verb[1:]]) == 1
+        captured = capsys.readouterr()
+        refused = json.loads(captured.out)
+        assert refused["ok"] is False and "SHA-256" in refused["error"] and "weights.1" in captured.err

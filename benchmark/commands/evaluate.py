@@ -1,10 +1,19 @@
-"""``metamer-bench evaluate``: score a submission on a frozen release and write its results file."""
+"""``metamer-bench evaluate``: score a submission on a frozen release and write its results file.
+
+Exit 1 when the run fails on existing inputs (the submission is refused at intake, the release
+fails its hashes), 2 when the entry folder or the release cannot be found.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
+from benchmark.commands import RELEASE_HELP
+
 NAME = "evaluate"
+SUMMARY = "Score a submission on a release; write its results file."
 HELP = ("Validate and score submissions/<entry> on a frozen release; writes submissions/results/<entry>.json "
         "(scores with 95% bootstrap CIs, cross-architecture rows, release manifest hash).")
 
@@ -14,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("entry", type=Path, help="submission folder, e.g. submissions/gcn-baseline")
     parser.add_argument("--release", type=Path, default=None,
-                        help="release folder or name under data_cards/ (default: the shipped data_cards/v1)")
+                        help=RELEASE_HELP)
     parser.add_argument("--out", type=Path, default=None,
                         help="results file (default: results/<entry>.json next to the entry folder)")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP,
@@ -27,29 +36,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write nothing: score the entry and check that its results file (--out or the "
                              "default) reproduces within benchmark.reproduce.SCORE_ATOL, wall time and hardware "
                              "aside; exit 0 if it does, 1 (naming every field that differs) if not")
+    parser.add_argument("--json", action="store_true",
+                        help='print one JSON document {"ok": true, "results_file", "result"} on stdout (the summary '
+                             "lines and the progress bars go to stderr)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars (on stderr)")
 
 
 def run(args: argparse.Namespace) -> int:
     from benchmark.evaluate import evaluate_submission, results_path, write_results
     import torch
 
-    from benchmark.release.loader import resolve_release
+    from benchmark.commands import as_check, existing_dir
+    from benchmark.release.locate import resolve_release
 
     if args.threads < 1:
         from benchmark.errors import UserError
 
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    result = evaluate_submission(args.entry, resolve_release(args.release), num_bootstrap=args.bootstrap, device=args.device,
-                                 progress=True)
+    existing_dir(args.entry, "submission folder")
+    release = resolve_release(args.release)
+    with as_check():  # from here on the inputs exist: a refusal or a failed hash fails the run
+        result = evaluate_submission(args.entry, release, num_bootstrap=args.bootstrap, device=args.device,
+                                     progress=not args.no_progress)
     if args.reproduce:  # compare with the recorded file instead of writing it (README, "Reproducibility")
         from benchmark.reproduce import reproduce_results_file
 
-        recorded = args.out or results_path(args.entry)
+        recorded = args.out if args.out is not None else results_path(args.entry)
         report = reproduce_results_file(result, recorded)
-        print(report.summary(str(recorded)))
+        if args.json:
+            print(json.dumps({"ok": report.ok, "results_file": str(recorded), "summary": report.summary(str(recorded))},
+                             indent=2, sort_keys=True))
+        else:
+            print(report.summary(str(recorded)))
         return 0 if report.ok else 1
-    out = write_results(result, args.out or results_path(args.entry))
+    out = write_results(result, args.out if args.out is not None else results_path(args.entry))
+    if args.json:
+        print(json.dumps({"ok": True, "results_file": str(out), "result": result}, indent=2, sort_keys=True))
+    say = sys.stderr if args.json else sys.stdout
     agg = result["aggregate"]
 
     def fmt(name: str) -> str:
@@ -60,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
         return f"{name} {s['mean']:.3f} +- {s['std']:.3f}{ci}"
 
     print(f"{result['entry']} on {result['release']['name']} {result['release']['version']}: "
-          + "; ".join(fmt(n) for n in ("invariance_consistency", "transfer", "metamer_acc", "clean_acc")))
+          + "; ".join(fmt(n) for n in ("invariance_consistency", "transfer", "metamer_acc", "clean_acc")), file=say)
     failed = sorted(d for d, v in result["accuracy_floor"].items() if not v["passed"])
     if failed:
-        print(f"below the accuracy floor on {', '.join(failed)}: listed, not ranked")
-    print(f"results: {out} ({result['wall_s']:.1f} s)")
+        print(f"below the accuracy floor on {', '.join(failed)}: listed, not ranked", file=say)
+    print(f"results: {out} ({result['wall_s']:.1f} s)", file=say)
     return 0

@@ -5,7 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from benchmark.commands import positive_int
 NAME = "generate"
+SUMMARY = "Generate metamers and twins for one dataset and model."
 HELP = "Generate feature/structure/joint metamers with near/far twins; writes parquet records + stats.json."
 
 
@@ -19,8 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="reference checkpoint folder (model.safetensors + card.json); default: train one")
     parser.add_argument("--train-seed", type=int, default=0, help="seed for training the reference model")
-    parser.add_argument("--max-iterations", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--max-iterations", type=positive_int, default=None,
+                        help="optimisation steps per restart, >= 1 (default: MetamerOptions.max_iterations)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Adam step size for feature logits / continuous features (default: MetamerOptions.lr)")
     parser.add_argument("--candidate-ratio", type=float, default=None, help="structure: sampled non-edges per edge")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
     parser.add_argument("--options", default=None, help="JSON object of further MetamerOptions fields")
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model not in MODEL_REGISTRY:
         raise unknown_choice("model", args.model, MODEL_REGISTRY)
     try:
-        options = json.loads(args.options) if args.options else {}
+        options = json.loads(args.options) if args.options is not None else {}
     except json.JSONDecodeError as err:
         raise UserError(f"--options is not valid JSON: {err}") from err
     if not isinstance(options, dict):
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     layer = model.check_layer(args.layer)
     frozen_set = make_frozen_set(dataset, model, args.model, args.kind, list(args.seeds), layer,
                                  progress=not args.no_progress, **options)
-    out = args.out or Path("runs") / "metamers" / dataset.name / args.model / args.kind
+    out = args.out if args.out is not None else Path("runs") / "metamers" / dataset.name / args.model / args.kind
     out.mkdir(parents=True, exist_ok=True)
     from benchmark.release.shards import write_records
 

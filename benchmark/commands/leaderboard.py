@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 NAME = "leaderboard"
+SUMMARY = "Rank scored submissions; write LEADERBOARD.md and leaderboard/."
 HELP = ("Rank scored submissions (submissions/results/*.json) per release; write LEADERBOARD.md and "
         "leaderboard/ (HTML, JSON, PNG plots). --check: exit 1 if they are stale.")
 

@@ -2,31 +2,23 @@
 
 A release folder (``data_cards/v1``) holds ``MANIFEST.json``, ``data/bases/<dataset>.parquet``
 (the base graphs every set refers to) and one shard per set. Files are verified against the
-manifest by default. A hub id instead of a folder is fetched with ``download_release`` first.
+manifest by default. A ``release`` argument is a folder or a name ``vN``, found by the one rule of
+:func:`benchmark.release.locate.resolve_release` (working directory's ``data_cards/``, then the
+cache that ``metamer-bench download`` fills); the default is ``v1``.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from torch_geometric.data import Data
 
 from benchmark.errors import unknown_choice
+from benchmark.release.locate import resolve_release
 from benchmark.release.manifest import read_manifest, verify_files
 from benchmark.release.records import ROLES, FrozenSet, GraphRecord
 from benchmark.release.shards import read_records
 
-DEFAULT_RELEASE = Path(__file__).resolve().parents[2] / "data_cards" / "v1"
-
-
-def resolve_release(release: str | os.PathLike | None) -> Path:
-    """A local release folder: the argument, a ``vN`` name under ``data_cards/``, or the shipped v1."""
-    if release is None:
-        return DEFAULT_RELEASE
-    path = Path(release)
-    if not path.exists() and (DEFAULT_RELEASE.parent / str(release)).exists():
-        return DEFAULT_RELEASE.parent / str(release)
-    return path
+__all__ = ["hf_dataset", "load_frozen_sets", "load_metamers", "resolve_release"]
 
 
 def _select(manifest: dict, dataset, reference_model, kind, layer) -> list[dict]:
