@@ -58,13 +58,15 @@ def panel_path(results_dir: str | os.PathLike, slug: str) -> Path:
 
 def _unit_labels(frozen_sets) -> dict[str, list[int]]:
     """Labels of every distinct scored unit per dataset (test nodes of node tasks, test graphs)."""
-    seen: set[str] = set()
+    # Each set stores its own copy of an original (ids differ per set); a unit is the same graph
+    # of the same dataset, so originals are told apart by (dataset, graph index).
+    seen: set[tuple[str, int]] = set()
     labels: dict[str, list[int]] = {}
     for frozen in sorted(frozen_sets, key=lambda s: s.key):
         for original in frozen.originals:
-            if original.id in seen:
+            if (frozen.dataset, original.graph_index) in seen:
                 continue
-            seen.add(original.id)
+            seen.add((frozen.dataset, original.graph_index))
             if frozen.task == "node":
                 values = original.y[original.target.bool()].tolist()
             else:
@@ -101,7 +103,10 @@ def compute_panel(release_dir: str | os.PathLike, datasets: list[str] | None = N
     identity = release_identity(root)
     manifest = read_manifest(root)
     cards = reference_cards(root)
-    sets = [s for s in load_frozen_sets(root, verify=True) if datasets is None or s.dataset in datasets]
+    if datasets is None:
+        sets = load_frozen_sets(root, verify=True)
+    else:
+        sets = [s for d in sorted(set(datasets)) for s in load_frozen_sets(root, verify=True, dataset=d)]
     if not sets:
         raise UserError(f"{root}: no frozen sets for datasets {datasets}")
     names = sorted({s.dataset for s in sets})

@@ -300,12 +300,14 @@ def _view_tables(board: Board) -> list[str]:
         out.append(f"<h3>{e(title)}</h3>")
         for column in SCORE_COLUMNS:
             values = views[view]["scores"][column.key]
+            name = "IC" if column.key == PRIMARY else column.title
             head = _th("entry", "entry", "text") + "".join(_th(g, g, "num", column.better) for g in groups)
             out += [f'<div class="viewbox wrap"><table class="view lb" data-release="{e(board.release.slug)}" '
                     f'data-view="{view}" data-score="{column.key}">',
-                    f"<caption>{e(column.title)} {arrow(column.better)} ({e(column.better)} is better)</caption>"
-                    if column.better != "neither" else f"<caption>{e(column.title)} (a baseline: neither "
-                    "direction is better)</caption>",
+                    f"<caption>{e(name)} {arrow(column.better)} ({e(column.better)} is better; mean over the "
+                    "group's sets)</caption>" if column.better != "neither" else
+                    f"<caption>{e(name)} (a baseline: neither direction is better; mean over the group's "
+                    "sets)</caption>",
                     f"<thead><tr>{head}</tr></thead>", "<tbody>"]
             for order, (entry, vs) in enumerate(values.items()):
                 tds = _td(labels[entry], labels[entry]) + "".join(
