@@ -36,7 +36,8 @@ def heatmap_data(board: Board) -> dict:
     cells_of = {row.entry: row.cross_architecture for row in board.rows}
     for anchor in board.anchors:
         if anchor.role == "reference":
-            cells_of[anchor.label] = [{"dataset": s["dataset"], "kind": s["kind"], "reference_model": s["reference_model"],
+            cells_of[anchor.label] = [{"dataset": s["dataset"], "kind": s["kind"],
+                                       "reference_model": s["reference_model"],
                                        "metamer_acc": s["scores"].get("metamer_acc")} for s in anchor.sets]
     entries = list(cells_of)
     refs = sorted({c["reference_model"] for cells in cells_of.values() for c in cells})

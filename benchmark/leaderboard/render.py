@@ -95,13 +95,14 @@ def _md_table(header: list[str], rows: list[list[str]], numeric: set[int] | None
     return lines + ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
 
 
+def _entry_links(row: Row, submissions_prefix: str) -> list[tuple[str, str]]:
+    """``(text, url)``: the entry's submission folder, then its code and paper where the card has them."""
+    links = [(row.entry, f"{submissions_prefix}/{row.entry}/"), ("code", row.code_url), ("paper", row.paper_url)]
+    return [(text, url) for text, url in links if url]
+
+
 def _entry_link_md(row: Row, submissions_prefix: str) -> str:
-    links = [f"[{row.entry}]({submissions_prefix}/{row.entry}/)"]
-    if row.code_url:
-        links.append(f"[code]({row.code_url})")
-    if row.paper_url:
-        links.append(f"[paper]({row.paper_url})")
-    return " ".join(links)
+    return " ".join(f"[{text}]({url})" for text, url in _entry_links(row, submissions_prefix))
 
 
 def _glossary_md(metrics_prefix: str) -> list[str]:
@@ -244,12 +245,7 @@ def _td(text: str, sort: str | None = None, numeric: bool = False, inner: str | 
 
 def _entry_html(row: Row) -> str:
     e = html.escape
-    links = [f'<a href="../submissions/{e(row.entry)}/">{e(row.entry)}</a>']
-    if row.code_url:
-        links.append(f'<a href="{e(row.code_url)}">code</a>')
-    if row.paper_url:
-        links.append(f'<a href="{e(row.paper_url)}">paper</a>')
-    return " ".join(links)
+    return " ".join(f'<a href="{e(url)}">{e(text)}</a>' for text, url in _entry_links(row, "../submissions"))
 
 
 def _overall_table(board: Board) -> list[str]:

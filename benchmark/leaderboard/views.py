@@ -68,7 +68,8 @@ COLUMNS_DOC = (
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS_DOC}
 SCORE_COLUMNS = tuple(c for c in COLUMNS_DOC if c.key in SCORE_NAMES)
-VIEWS = (("dataset", "By dataset"), ("kind", "By metamer kind"), ("stage", "By stage (dataset / reference model / layer)"))
+VIEWS = (("dataset", "By dataset"), ("kind", "By metamer kind"),
+         ("stage", "By stage (dataset / reference model / layer)"))
 
 
 def transfer_note(board: Board) -> str:
