@@ -252,3 +252,13 @@ def test_outputs_with_a_panel_are_deterministic_and_pass_check(tmp_path, results
 
     write_outputs(first, tmp_path / "leaderboard", results_dir)
     assert check_outputs(first, tmp_path / "leaderboard", compare_plots=True, results_dir=results_dir) == []
+
+
+def test_check_cannot_compute_panels_and_unused_releases_get_none(tmp_path, results_dir, capsys):
+    assert main(["leaderboard", "--check", "--release", str(REPO / "data_cards" / "v1")]) == 2
+    assert "--check writes nothing" in capsys.readouterr().err
+    from benchmark.leaderboard import refresh_panels
+
+    # No results file is scored on the shipped release here: nothing to compute, nothing written.
+    assert refresh_panels(results_dir, [REPO / "data_cards" / "v1"], force=True) == []
+    assert sorted(p.name for p in (results_dir / "panels").iterdir()) == [f"{ReleaseKey(**RELEASE).slug}.json"]

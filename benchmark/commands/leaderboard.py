@@ -36,16 +36,9 @@ def run(args: argparse.Namespace) -> int:
     if args.check and args.release:
         raise UserError("--check writes nothing, so it cannot compute panels; drop --release or --check")
     if not args.check:
-        if args.release:
-            refresh_panels(args.results, args.release, force=True)
-        else:
-            # A missing panel of the shipped release is filled in, so that a plain
-            # `metamer-bench leaderboard` after re-scoring regenerates everything.
-            from benchmark.release.loader import resolve_release
-
-            shipped = resolve_release(None)
-            if (shipped / "MANIFEST.json").is_file():
-                refresh_panels(args.results, [shipped])
+        # Without --release, a missing panel of the shipped release is filled in, so that a plain
+        # `metamer-bench leaderboard` after re-scoring regenerates everything.
+        refresh_panels(args.results, args.release, force=bool(args.release))
     outputs = render_all(args.results, args.markdown, args.out, allow_missing=default_results)
     if args.check:
         problems = check_outputs(outputs, args.out, compare_plots=args.check_plots, results_dir=args.results)

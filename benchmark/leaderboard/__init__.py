@@ -61,17 +61,26 @@ def render_all(results_dir: str | os.PathLike, markdown_path: str | os.PathLike,
     return outputs
 
 
-def refresh_panels(results_dir: str | os.PathLike, release_dirs: list[str | os.PathLike],
+def refresh_panels(results_dir: str | os.PathLike, release_dirs: list[str | os.PathLike] | None = None,
                    force: bool = False, log=print) -> list[Path]:
-    """Write ``<results>/panels/<slug>.json`` for each release in ``release_dirs`` that some results
-    file is scored on and that has no panel yet (every one with ``force``). Returns the paths written.
+    """Write ``<results>/panels/<slug>.json`` for each release in ``release_dirs`` (default: the
+    shipped release, when it is on disk) that some results file is scored on and that has no panel
+    yet (every one with ``force``). Returns the paths written.
 
     A release no results file uses is skipped: a panel is context for a board, not a board.
     """
+    from benchmark.errors import UserError
     from benchmark.evaluate import release_identity
     from benchmark.files import canonical_json
     from benchmark.leaderboard.panel import compute_panel, panel_path
+    from benchmark.release.loader import resolve_release
 
+    if release_dirs is None:
+        try:
+            shipped = resolve_release(None)
+        except UserError:
+            shipped = None  # no local release: boards without a panel say how to add one
+        release_dirs = [shipped] if shipped is not None and (Path(shipped) / "MANIFEST.json").is_file() else []
     results_dir = Path(results_dir)
     used = {r.release for r in load_results(results_dir)} if results_dir.is_dir() else set()
     written = []
