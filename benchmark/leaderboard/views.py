@@ -17,9 +17,10 @@ from benchmark.leaderboard.ranking import SCORE_NAMES, Board
 
 METRICS_DOC = "METRICS.md"
 PAPERS = (
-    ("Model metamers of graph neural networks (the benchmark's paper)", "https://arxiv.org/abs/2510.17378"),
-    ("Feather, Leclerc, Mądry, McDermott 2023: Model metamers reveal divergent invariances between biological "
-     "and artificial neural networks", "https://doi.org/10.1038/s41593-023-01442-0"),
+    ("arXiv:2510.17378 (the seed paper of this benchmark)", "https://arxiv.org/abs/2510.17378"),
+    ("Feather, Leclerc, Mądry, McDermott: Model metamers reveal divergent invariances between biological and "
+     "artificial neural networks, Nature Neuroscience 26, 2017-2034 (2023)",
+     "https://doi.org/10.1038/s41593-023-01442-0"),
 )
 
 
