@@ -22,17 +22,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write nothing; exit 1 and list the files that are stale or missing")
     parser.add_argument("--check-plots", action="store_true",
                         help="with --check, compare PNG bytes too (they depend on the matplotlib build)")
+    parser.add_argument("--release", type=Path, action="append", default=None,
+                        help="release folder whose chance and reference rows to (re)compute into <results>/panels/ "
+                             "(repeatable; default: the shipped release, only when its board has none yet)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.leaderboard import check_outputs, render_all, write_outputs
+    from benchmark.errors import UserError
+    from benchmark.leaderboard import check_outputs, refresh_panels, render_all, write_outputs
 
     # The default results folder may not exist before the first submission is scored; an
     # explicitly named one must.
     default_results = args.results == Path("submissions/results")
+    if args.check and args.release:
+        raise UserError("--check writes nothing, so it cannot compute panels; drop --release or --check")
+    if not args.check:
+        # Without --release, a missing panel of the shipped release is filled in, so that a plain
+        # `metamer-bench leaderboard` after re-scoring regenerates everything.
+        refresh_panels(args.results, args.release, force=bool(args.release))
     outputs = render_all(args.results, args.markdown, args.out, allow_missing=default_results)
     if args.check:
-        problems = check_outputs(outputs, args.out, compare_plots=args.check_plots)
+        problems = check_outputs(outputs, args.out, compare_plots=args.check_plots, results_dir=args.results)
         if problems:
             print("leaderboard is stale; run `metamer-bench leaderboard` and commit the result:", file=sys.stderr)
             for problem in problems:
@@ -40,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"leaderboard is up to date ({len(outputs)} files)")
         return 0
-    changed = write_outputs(outputs, args.out)
+    changed = write_outputs(outputs, args.out, results_dir=args.results)
     print(f"leaderboard: {len(outputs)} files, {len(changed)} changed")
     for path in changed:
         print(f"  {path}")

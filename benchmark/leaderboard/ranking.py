@@ -84,6 +84,9 @@ class Row:
     accuracy_floor: dict[str, dict]
     cross_architecture: list[dict]
     source: str
+    sets: list[dict] = field(default_factory=list)  # per frozen set: key, dataset, kind, layer, R, score means
+    code_url: str | None = None
+    paper_url: str | None = None
     rank: int | None = None
     group: int | None = None
 
@@ -107,12 +110,26 @@ class Row:
         return f"below accuracy floor: {', '.join(parts)}" if parts else ""
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A chance or reference row (see :mod:`benchmark.leaderboard.panel`): shown, never ranked."""
+
+    entry: str
+    label: str
+    role: str  # "chance" or "reference"
+    note: str
+    scores: dict[str, Interval]
+    sets: list[dict]
+
+
 @dataclass
 class Board:
-    """All rows scored on one release: ranked rows first (by rank), then the unranked ones."""
+    """All rows scored on one release: ranked rows first (by rank), then the unranked ones;
+    ``anchors`` are the release's chance and reference rows when its panel file is present."""
 
     release: ReleaseKey
     rows: list[Row] = field(default_factory=list)
+    anchors: list[Anchor] = field(default_factory=list)
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -234,13 +251,50 @@ def parse_result(data: object, source: str) -> Row:
                       "metamer_acc": _number(cell["metamer_acc"], source, f"{where}.metamer_acc", optional=True),
                       "transfer": _number(cell["transfer"], source, f"{where}.transfer", optional=True)})
     cells.sort(key=lambda c: (c["dataset"], c["kind"], c["reference_model"]))
+    sets = parse_sets(data["sets"], source)
     authors = sub["authors"] if isinstance(sub["authors"], list) else [sub["authors"]]
     return Row(entry=data["entry"], name=str(sub["name"]), authors=[str(a) for a in authors],
                architecture=str(sub["architecture"]), num_parameters=params, seeds=n_seeds, tier=sub["tier"],
                evaluator_version=str(data["evaluator_version"]),
                release=ReleaseKey(rel["name"], rel["version"], rel["manifest_sha256"]), scores=scores,
                clean_acc_by_dataset=dict(sorted(clean.items())), accuracy_floor=checked,
-               cross_architecture=cells, source=source)
+               cross_architecture=cells, source=source, sets=sets,
+               code_url=sub.get("code_url") or None, paper_url=sub.get("paper_url") or None)
+
+
+def parse_sets(sets: object, source: str) -> list[dict]:
+    """Per-set rows ``{key, dataset, reference_model, kind, layer, scores: {name: mean|None}}``, by key.
+
+    The views (per dataset, kind, stage) are built from these rows alone, so a release with more
+    stages, kinds or scores gets more columns without code changes.
+    """
+    if not isinstance(sets, list):
+        raise _fail(source, "sets must be a list")
+    out = []
+    for i, item in enumerate(sets):
+        where = f"sets[{i}]"
+        if not isinstance(item, dict):
+            raise _fail(source, f"{where} must be an object")
+        _require(item, ("key", "dataset", "reference_model", "kind", "layer", "scores"), source, where)
+        scores = _object(item, "scores", source, f"{where}.")
+        means = {}
+        for name, value in sorted(scores.items()):
+            if not isinstance(value, dict) or "mean" not in value:
+                raise _fail(source, f"{where}.scores.{name} must be an object with a 'mean'")
+            means[name] = _number(value["mean"], source, f"{where}.scores.{name}.mean", optional=True)
+        out.append({"key": str(item["key"]), "dataset": str(item["dataset"]),
+                    "reference_model": str(item["reference_model"]), "kind": str(item["kind"]),
+                    "layer": int(item["layer"]), "scores": means})
+    return sorted(out, key=lambda s: s["key"])
+
+
+def parse_anchor(data: dict, source: str) -> Anchor:
+    """One row of a panel file (see :func:`benchmark.leaderboard.panel.compute_panel`)."""
+    _require(data, ("entry", "label", "role", "note", "aggregate", "sets"), source, "panel row")
+    aggregate = _object(data, "aggregate", source)
+    scores = {s: _interval(aggregate.get(s), source, f"aggregate.{s}", primary=False) for s in SCORE_NAMES}
+    return Anchor(entry=str(data["entry"]), label=str(data["label"]), role=str(data["role"]),
+                  note=str(data["note"]), scores=scores, sets=parse_sets(data["sets"], source))
 
 
 def load_results(results_dir: str | os.PathLike) -> list[Row]:
@@ -292,9 +346,28 @@ def assign_ranks(rows: list[Row]) -> list[Row]:
     return ranked + unranked
 
 
-def build_boards(rows: list[Row]) -> list[Board]:
-    """Group rows by release (name, version, manifest hash) and rank each group separately."""
+def build_boards(rows: list[Row], results_dir: str | os.PathLike | None = None) -> list[Board]:
+    """Group rows by release (name, version, manifest hash) and rank each group separately.
+
+    With ``results_dir``, a board gets the chance and reference rows of
+    ``<results_dir>/panels/<release slug>.json`` when that file exists (checked to be of the
+    same release: a panel of another manifest is an error naming both hashes).
+    """
+    from benchmark.leaderboard.panel import panel_path, read_panel
+
     by_release: dict[ReleaseKey, list[Row]] = {}
     for row in rows:
         by_release.setdefault(row.release, []).append(row)
-    return [Board(key, assign_ranks(by_release[key])) for key in sorted(by_release, key=ReleaseKey.sort_key)]
+    boards = []
+    for key in sorted(by_release, key=ReleaseKey.sort_key):
+        board = Board(key, assign_ranks(by_release[key]))
+        path = panel_path(results_dir, key.slug) if results_dir is not None else None
+        if path is not None and path.is_file():
+            panel = read_panel(path)
+            if panel["release"].get("manifest_sha256") != key.manifest_sha256:
+                raise UserError(f"{path}: panel of manifest {panel['release'].get('manifest_sha256')}, board of "
+                                f"{key.manifest_sha256}; regenerate it with `metamer-bench leaderboard --release "
+                                "<release folder>`")
+            board.anchors = [parse_anchor(r, path.name) for r in panel["rows"]]
+        boards.append(board)
+    return boards
