@@ -39,6 +39,7 @@ from benchmark.metrics.scores import (
     VARIANT_ROLES,
     SetOutcomes,
     bootstrap_scores,
+    check_bootstrap,
     js_distance,
 )
 from benchmark.release.records import FrozenSet, GraphRecord
@@ -261,6 +262,7 @@ class Evaluator:
                  reference_acc: Mapping[str, float] | None = None, num_classes: Mapping[str, int] | None = None,
                  release_info: Mapping[str, str] | None = None, num_bootstrap: int = DEFAULT_BOOTSTRAP,
                  bootstrap_seed: int = 0, verify: bool = True) -> None:
+        check_bootstrap(num_bootstrap)  # before the release is loaded: a bad knob costs nothing
         cards: dict[str, dict[str, dict]] = {}
         if isinstance(release, (str, os.PathLike)):
             from benchmark.release import load_frozen_sets
@@ -284,8 +286,6 @@ class Evaluator:
             sets = [s for s in sets if s.dataset in set(datasets)]
         if not sets:
             raise UserError("no frozen sets to score")
-        if num_bootstrap < 1:
-            raise UserError(f"num_bootstrap must be >= 1, got {num_bootstrap}")
         self.sets = sorted(sets, key=lambda s: s.key)
         keys = [s.key for s in self.sets]
         if len(set(keys)) != len(keys):
