@@ -78,12 +78,24 @@ def release_identity(release_dir: str | os.PathLike) -> dict[str, str]:
             "manifest_sha256": sha256_file(Path(release_dir) / MANIFEST_NAME)}
 
 
-def reference_cards(release_dir: str | os.PathLike) -> dict[str, dict[str, dict]]:
-    """``{dataset: {arch: card}}`` from ``<release>/checkpoints/<dataset>/<arch>/card.json``."""
-    root = Path(release_dir) / "checkpoints"
+def reference_cards(release_dir: str | os.PathLike, verify: bool = True) -> dict[str, dict[str, dict]]:
+    """``{dataset: {arch: card}}`` from the ``checkpoints/<dataset>/<arch>/card.json`` files the manifest lists.
+
+    The accuracy floor and the class counts come from these cards, so only listed files are read
+    (an unlisted card is ignored) and, with ``verify``, each is hash-checked first (an edited or
+    deleted card raises :class:`IntegrityError`).
+    """
+    from benchmark.release.manifest import read_manifest, verify_files
+
+    manifest = read_manifest(release_dir)
+    listed = sorted(rel for rel in manifest["files"]
+                    if len(parts := rel.split("/")) == 4 and parts[0] == "checkpoints" and parts[3] == "card.json")
+    if verify:
+        verify_files(release_dir, manifest, only=listed)
     cards: dict[str, dict[str, dict]] = {}
-    for card_path in sorted(root.glob("*/*/card.json")):
-        cards.setdefault(card_path.parent.parent.name, {})[card_path.parent.name] = read_json(card_path)
+    for rel in listed:
+        _, dataset, arch, _ = rel.split("/")
+        cards.setdefault(dataset, {})[arch] = read_json(Path(release_dir) / rel)
     return cards
 
 
@@ -271,7 +283,7 @@ class Evaluator:
             self.release_dir: Path | None = resolve_release(release)
             sets = list(load_frozen_sets(self.release_dir, verify=verify))
             self.release_info = dict(release_info) if release_info else release_identity(self.release_dir)
-            cards = reference_cards(self.release_dir)
+            cards = reference_cards(self.release_dir, verify=verify)
         else:
             self.release_dir = None
             sets = list(release)

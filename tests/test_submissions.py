@@ -458,3 +458,23 @@ def test_absurd_bootstrap_is_refused_before_the_release_is_read(tmp_path, capsys
 
     with pytest.raises(UserError, match=r"from 1 to 100000, got 100000000"):
         Evaluator(tmp_path / "no-such-release", num_bootstrap=100_000_000)
+
+
+def test_evaluate_reads_only_listed_hash_checked_reference_cards(entry, release):
+    """The accuracy floor comes from the release's verified cards, never from an unlisted or edited one."""
+    from benchmark.evaluate import reference_cards
+
+    card_path = release / "checkpoints" / "Cora" / "gcn" / "card.json"
+    unlisted = release / "checkpoints" / "Cora" / "gat" / "card.json"
+    unlisted.parent.mkdir(parents=True)
+    atomic_write_json(unlisted, {**read_json(card_path), "metrics": {"test_acc": 0.99}})
+    assert set(reference_cards(release)["Cora"]) == {"gcn"}  # an unlisted card is not read
+
+    edited = read_json(card_path)
+    edited["metrics"]["test_acc"] = 0.2  # would lower the floor for everyone
+    atomic_write_json(card_path, edited)
+    with pytest.raises(IntegrityError, match=r"checkpoints/Cora/gcn/card\.json: SHA-256 mismatch"):
+        reference_cards(release)
+    card_path.unlink()
+    with pytest.raises(IntegrityError, match=r"checkpoints/Cora/gcn/card\.json: missing"):
+        reference_cards(release)
