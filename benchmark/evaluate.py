@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from benchmark.devices import check_device
 from benchmark.errors import UserError
 from benchmark.files import atomic_write_json, read_json, sha256_file
 from benchmark.metrics import FLOOR_FRACTION
@@ -246,6 +247,10 @@ def _describe(predictions: object) -> tuple[object, dict[str, Tensor]]:
                 value = torch.as_tensor(value)
             except (TypeError, ValueError, RuntimeError) as err:
                 raise UserError(f"predictions.outputs[{key!r}]: not a tensor or nested list of numbers ({err})") from err
+        if value.is_meta or value.layout != torch.strided:
+            kind = "meta" if value.is_meta else str(value.layout).replace("torch.", "")
+            raise UserError(f"predictions.outputs[{key!r}]: a {kind} tensor; outputs must be dense tensors holding "
+                            "their values (torch.strided layout)")
         tensors[key] = value
         shapes[key] = {"dtype": _FLOAT_DTYPES.get(value.dtype, str(value.dtype).replace("torch.", "")),
                        "shape": list(value.shape)}
@@ -402,6 +407,7 @@ class Evaluator:
         return self._predict(model, None, device, progress)[0]
 
     def _predict(self, model, seeds, device, progress) -> tuple[dict[str, Tensor], list[int], str]:
+        check_device(device)
         by_dataset = self._models_by_dataset(model)
         num = {len(v) for v in by_dataset.values()}
         if len(num) != 1:
@@ -620,6 +626,7 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: str | os.Path
     from benchmark.versions import hardware, library_versions
 
     start = time.perf_counter()
+    check_device(device)  # before the release is loaded
     if evaluator is None:
         evaluator = Evaluator(release_dir, num_bootstrap=num_bootstrap)
     if evaluator.release_info is None:

@@ -85,3 +85,26 @@ def test_retrained_weights_without_re_scoring_do_not_rank(board):
           lambda c: c["datasets"]["Cora"]["weights"]["0"].update(sha256=sha256_file(path)))
     with pytest.raises(IntegrityError, match=r"submission\.json has SHA-256 .*re-run `metamer-bench evaluate"):
         check_provenance(results)
+
+
+def test_an_unavailable_device_is_one_line_before_any_work(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the refusal is for machines without it")
+    assert main(["evaluate", str(REPO / "submissions" / ENTRY), "--device", "cuda", "--out", "/dev/null"]) == 2
+    err = capsys.readouterr().err
+    assert "device 'cuda' is not available on this machine" in err and "devices: cpu" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("layout", ["meta", "sparse_coo"])
+def test_meta_and_sparse_predictions_are_refused(layout):
+    import torch
+
+    from benchmark.errors import UserError
+    from benchmark.evaluate import _describe
+
+    tensor = torch.empty(3, 1, 7, device="meta") if layout == "meta" else torch.zeros(3, 1, 7).to_sparse()
+    with pytest.raises(UserError, match=rf"predictions\.outputs\['r0'\]: a {layout} tensor"):
+        _describe({"type": "logits", "seeds": [0], "outputs": {"r0": tensor}})
