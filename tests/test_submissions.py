@@ -354,6 +354,8 @@ def test_malformed_cards_get_one_line_errors(entry, capsys, mangle, message):
     (lambda c: c.__setitem__("name", "tiny\x07gcn"), r"submission\.name: .* should not be valid under"),
     (lambda c: c.__setitem__("name", "tiny-gcn\n"), r"submission\.name: .* should not be valid under"),
     (lambda c: c["architecture"]["config"].__setitem__("k_hops", 10**9), r"k_hops: 1000000000 is greater than"),
+    (lambda c: c["datasets"]["Cora"]["weights"]["0"].__setitem__("path", "Cora/seed-0\x00.safetensors"),
+     r"weights\['0'\]\.path: .* should not be valid under"),
     (lambda c: c["architecture"]["config"].__setitem__("hidden_channels", 20000), r"hidden_channels: 20000 is greater"),
 ])
 def test_string_caps_safe_names_and_config_bounds(entry, change, path):
