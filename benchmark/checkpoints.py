@@ -6,7 +6,10 @@ The architecture always comes from the registry and the declared config, never f
 """
 from __future__ import annotations
 
+import json
+import math
 import os
+import struct
 from pathlib import Path
 
 import torch
@@ -21,6 +24,9 @@ from benchmark.versions import library_versions
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "card.json"
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+ and torch.save's zip container
+# safetensors' own limit on the JSON header; a model of the zoo needs a few KiB.
+MAX_HEADER_BYTES = 100 << 20
+_FLOAT_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
 
 
 def state_dict_bytes(model: torch.nn.Module) -> bytes:
@@ -60,6 +66,69 @@ def read_safetensors(path: str | os.PathLike, expected_sha256: str | None = None
     return tensors
 
 
+def check_safetensors_header(path: str | os.PathLike, expected: dict[str, tuple[int, ...]], source: str) -> None:
+    """Check a safetensors file's header against the tensors a model expects, before reading any data.
+
+    The header (8-byte length + JSON) names every tensor with its dtype, shape and byte range, so
+    a file with an extra 2 GiB tensor, a wrong shape or a non-float dtype is refused having read
+    only the header; the file must also end exactly where its last tensor does.
+
+    Args:
+        expected: tensor name -> shape (``{k: tuple(v.shape) for k, v in model.state_dict().items()}``).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if head.startswith(_PICKLE_MAGIC):
+            raise IntegrityError(f"{source}: {path}: this is a pickle/torch.save file, not safetensors; pickled "
+                                 "weights can run code when loaded and are refused. Convert with "
+                                 "safetensors.torch.save_file")
+        if len(head) < 8:
+            raise IntegrityError(f"{source}: not a valid safetensors file ({size} bytes, no header)")
+        (length,) = struct.unpack("<Q", head)
+        if length > min(MAX_HEADER_BYTES, size - 8):
+            raise IntegrityError(f"{source}: not a valid safetensors file (header length {length} in a "
+                                 f"{size}-byte file; at most {MAX_HEADER_BYTES})")
+        try:
+            header = json.loads(handle.read(length).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            raise IntegrityError(f"{source}: not a valid safetensors file (unreadable header: {err})") from None
+    if not isinstance(header, dict):
+        raise IntegrityError(f"{source}: not a valid safetensors file (the header is not a JSON object)")
+    header.pop("__metadata__", None)
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    shapes, malformed, end = [], [], 0
+    for name in sorted(set(header) & set(expected)):
+        info = header[name]
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+            malformed.append(f"{name}: malformed header entry")
+        elif info["dtype"] not in _FLOAT_DTYPES:
+            malformed.append(f"{name}: dtype {info['dtype']}, expected one of {sorted(_FLOAT_DTYPES)}")
+        elif tuple(info["shape"]) != tuple(expected[name]):
+            shapes.append(f"{name}: file {tuple(info['shape'])} vs model {tuple(expected[name])}")
+        else:
+            start, stop = info["data_offsets"]
+            if stop - start != math.prod(expected[name]) * _FLOAT_DTYPES[info["dtype"]]:
+                malformed.append(f"{name}: byte range {start}-{stop} does not hold {math.prod(expected[name])} "
+                                 f"{info['dtype']} values")
+            end = max(end, stop)
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+    if shapes:
+        problems.append(f"shape mismatches {shapes[:8]}")
+    problems += malformed[:8]
+    if not problems and 8 + length + end != size:
+        problems.append(f"{size - 8 - length - end} bytes after the last tensor")
+    if problems:
+        raise IntegrityError(f"{source}: weights do not fit the declared config ({'; '.join(problems)}); "
+                             "refused from the header, nothing was loaded")
+
+
 def load_state_strict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Load ``tensors`` into ``model``; any missing, unexpected or mis-shaped tensor is an error."""
     expected = model.state_dict()
@@ -76,7 +145,13 @@ def load_state_strict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], 
         problems.append(f"shape mismatches {shapes[:8]}")
     if problems:
         raise IntegrityError(f"{source}: weights do not fit the declared config ({'; '.join(problems)})")
-    model.load_state_dict({k: tensors[k].to(expected[k].dtype) for k in expected}, strict=True)
+    cast = {k: tensors[k].to(expected[k].dtype) for k in expected}
+    # float64 weights of 1e300 are finite in the file and Inf in the float32 model: check after the cast.
+    bad = sorted(k for k, v in cast.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
+        raise IntegrityError(f"{source}: tensors not finite in the model's dtype {expected[bad[0]].dtype} "
+                             f"(NaN, Inf, or too large to cast): {', '.join(bad[:8])}")
+    model.load_state_dict(cast, strict=True)
 
 
 def save_checkpoint(model: GraphModel, directory: str | os.PathLike, card: dict) -> Path:

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from benchmark.devices import check_device
 from benchmark.errors import UserError
 from benchmark.files import atomic_write_json, read_json, sha256_file
 from benchmark.metrics import FLOOR_FRACTION
@@ -39,6 +40,7 @@ from benchmark.metrics.scores import (
     VARIANT_ROLES,
     SetOutcomes,
     bootstrap_scores,
+    check_bootstrap,
     js_distance,
 )
 from benchmark.release.records import FrozenSet, GraphRecord
@@ -77,12 +79,24 @@ def release_identity(release_dir: str | os.PathLike) -> dict[str, str]:
             "manifest_sha256": sha256_file(Path(release_dir) / MANIFEST_NAME)}
 
 
-def reference_cards(release_dir: str | os.PathLike) -> dict[str, dict[str, dict]]:
-    """``{dataset: {arch: card}}`` from ``<release>/checkpoints/<dataset>/<arch>/card.json``."""
-    root = Path(release_dir) / "checkpoints"
+def reference_cards(release_dir: str | os.PathLike, verify: bool = True) -> dict[str, dict[str, dict]]:
+    """``{dataset: {arch: card}}`` from the ``checkpoints/<dataset>/<arch>/card.json`` files the manifest lists.
+
+    The accuracy floor and the class counts come from these cards, so only listed files are read
+    (an unlisted card is ignored) and, with ``verify``, each is hash-checked first (an edited or
+    deleted card raises :class:`IntegrityError`).
+    """
+    from benchmark.release.manifest import read_manifest, verify_files
+
+    manifest = read_manifest(release_dir)
+    listed = sorted(rel for rel in manifest["files"]
+                    if len(parts := rel.split("/")) == 4 and parts[0] == "checkpoints" and parts[3] == "card.json")
+    if verify:
+        verify_files(release_dir, manifest, only=listed)
     cards: dict[str, dict[str, dict]] = {}
-    for card_path in sorted(root.glob("*/*/card.json")):
-        cards.setdefault(card_path.parent.parent.name, {})[card_path.parent.name] = read_json(card_path)
+    for rel in listed:
+        _, dataset, arch, _ = rel.split("/")
+        cards.setdefault(dataset, {})[arch] = read_json(Path(release_dir) / rel)
     return cards
 
 
@@ -233,6 +247,10 @@ def _describe(predictions: object) -> tuple[object, dict[str, Tensor]]:
                 value = torch.as_tensor(value)
             except (TypeError, ValueError, RuntimeError) as err:
                 raise UserError(f"predictions.outputs[{key!r}]: not a tensor or nested list of numbers ({err})") from err
+        if value.is_meta or value.layout != torch.strided:
+            kind = "meta" if value.is_meta else str(value.layout).replace("torch.", "")
+            raise UserError(f"predictions.outputs[{key!r}]: a {kind} tensor; outputs must be dense tensors holding "
+                            "their values (torch.strided layout)")
         tensors[key] = value
         shapes[key] = {"dtype": _FLOAT_DTYPES.get(value.dtype, str(value.dtype).replace("torch.", "")),
                        "shape": list(value.shape)}
@@ -261,6 +279,7 @@ class Evaluator:
                  reference_acc: Mapping[str, float] | None = None, num_classes: Mapping[str, int] | None = None,
                  release_info: Mapping[str, str] | None = None, num_bootstrap: int = DEFAULT_BOOTSTRAP,
                  bootstrap_seed: int = 0, verify: bool = True) -> None:
+        check_bootstrap(num_bootstrap)  # before the release is loaded: a bad knob costs nothing
         cards: dict[str, dict[str, dict]] = {}
         if isinstance(release, (str, os.PathLike)):
             from benchmark.release import load_frozen_sets
@@ -269,7 +288,7 @@ class Evaluator:
             self.release_dir: Path | None = resolve_release(release)
             sets = list(load_frozen_sets(self.release_dir, verify=verify))
             self.release_info = dict(release_info) if release_info else release_identity(self.release_dir)
-            cards = reference_cards(self.release_dir)
+            cards = reference_cards(self.release_dir, verify=verify)
         else:
             self.release_dir = None
             sets = list(release)
@@ -284,8 +303,6 @@ class Evaluator:
             sets = [s for s in sets if s.dataset in set(datasets)]
         if not sets:
             raise UserError("no frozen sets to score")
-        if num_bootstrap < 1:
-            raise UserError(f"num_bootstrap must be >= 1, got {num_bootstrap}")
         self.sets = sorted(sets, key=lambda s: s.key)
         keys = [s.key for s in self.sets]
         if len(set(keys)) != len(keys):
@@ -394,6 +411,7 @@ class Evaluator:
         return self._predict(model, None, device, progress)[0]
 
     def _predict(self, model, seeds, device, progress, label=None) -> tuple[dict[str, Tensor], list[int], str]:
+        check_device(device)
         by_dataset = self._models_by_dataset(model)
         num = {len(v) for v in by_dataset.values()}
         if len(num) != 1:
@@ -621,6 +639,7 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: str | os.Path
     from benchmark.versions import hardware, library_versions
 
     start = time.perf_counter()
+    check_device(device)  # before the release is loaded
     if evaluator is None:
         evaluator = Evaluator(release_dir, num_bootstrap=num_bootstrap)
     if evaluator.release_info is None:

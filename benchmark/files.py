@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmark.errors import UserError
+
 _CHUNK = 1 << 20
 
 
@@ -58,10 +60,62 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, canonical_json(obj).encode("utf-8"))
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Read JSON, turning a parse failure into an error that names the file."""
+# Every JSON file the project reads is small (cards, manifests, results: the largest shipped one is
+# under 1 MiB); the cap refuses a hostile file before it is read into memory.
+MAX_JSON_BYTES = 32 << 20
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    """``object_pairs_hook``: JSON parsers disagree on which duplicate key wins, so none may repeat."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def parse_json(text: str, source: str) -> Any:
+    """Parse JSON text strictly: no duplicate keys, no NaN/Infinity, no nesting deep enough to overflow.
+
+    Raises :class:`~benchmark.errors.UserError` (a ``ValueError``) naming ``source`` and the fault.
+    """
+    def refuse_constant(name: str) -> Any:
+        raise UserError(f"{source}: {name} is not valid JSON (numbers must be finite)")
+
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=refuse_constant)
+    except _DuplicateKey as err:
+        raise UserError(f"{source}: duplicate key {err.args[0]!r} in one JSON object; every key may appear "
+                        "once (parsers disagree on which copy wins)") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{source}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise UserError(f"{source}: JSON nested too deeply to parse; no file of this project nests beyond a "
+                        "few levels") from None
+
+
+def read_json(path: str | os.PathLike, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Read a JSON file strictly (see :func:`parse_json`), checking its size before reading it.
+
+    Every failure (missing, too large, not UTF-8, not JSON, duplicate keys, too deep) is a
+    :class:`~benchmark.errors.UserError` whose one line names the file.
+    """
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+        size = path.stat().st_size
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if size > max_bytes:
+        raise UserError(f"{path}: {size} bytes, more than the {max_bytes} a JSON file here may have")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); JSON files must be UTF-8") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror or err})") from None
+    return parse_json(text, str(path))

@@ -33,7 +33,11 @@ from benchmark.files import read_json, sha256_file
 
 SUBMISSION_FILE = "submission.json"
 MIN_SEEDS = 3
-ENTRY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+ENTRY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Folder names the project itself uses next to the entries (results files live in submissions/results/).
+RESERVED_ENTRIES = frozenset({"results"})
+# A card is a few KiB; the cap refuses a hostile one before it is read.
+MAX_CARD_BYTES = 1 << 20
 _WEIGHTS_NAME = re.compile(r"^seed-(0|[1-9][0-9]*)\.safetensors$")
 # Fields that each dataset fixes; the card may state them only if they agree.
 _MAX_LISTED = 8
@@ -172,16 +176,22 @@ def _read_card(folder: Path) -> tuple[str, dict, str]:
     """Class 1 (card): the folder, its name and a parseable ``submission.json``."""
     if not folder.is_dir():
         raise UserError(f"submission folder not found: {folder} (expected submissions/<entry>/ with {SUBMISSION_FILE})")
+    if folder.is_symlink():
+        raise IntegrityError(f"{folder} is a symlink to {folder.resolve()}; an entry must be a real folder "
+                             "(its results file is written next to it)")
     entry = folder.resolve().name
     if not ENTRY_PATTERN.match(entry):
-        raise UserError(f"entry folder name {entry!r} is not valid: use letters, digits, '.', '_' and '-', "
+        raise UserError(f"entry folder name {entry!r} is not valid: 1-64 letters, digits, '.', '_' and '-', "
                         "starting with a letter or digit")
+    if entry.lower() in RESERVED_ENTRIES:
+        raise UserError(f"entry folder name {entry!r} is reserved (the project uses "
+                        f"{', '.join(sorted(RESERVED_ENTRIES))}); choose another name")
     card_path = folder / SUBMISSION_FILE
     if not card_path.is_file():
         raise UserError(f"{card_path} not found; every submission folder holds a {SUBMISSION_FILE} "
                         f"(see benchmark/schemas/submission.schema.json)")
     try:
-        card = read_json(card_path)
+        card = read_json(card_path, max_bytes=MAX_CARD_BYTES)
     except ValueError as err:
         raise UserError(f"card: {err}") from err
     return entry, card, sha256_file(card_path)
@@ -265,6 +275,22 @@ def _path_problems(sub: Submission) -> list[str]:
 
 # -- Weights ------------------------------------------------------------------------------------------------------
 
+def _copied_seed_problems(dataset: str, seeds: list[int], models: list) -> list[str]:
+    """Seeds whose loaded weights are identical: copies pass as seeds with std 0 and a too-narrow CI."""
+    from benchmark.checkpoints import state_dict_bytes
+    from benchmark.files import sha256_bytes
+
+    first: dict[str, int] = {}
+    problems = []
+    for seed, model in zip(seeds, models):
+        digest = sha256_bytes(state_dict_bytes(model))
+        if digest in first:
+            problems.append(f"datasets.{dataset}.weights.{seed}: the same weights as seed {first[digest]}; each "
+                            "seed must be an independent training run")
+        first.setdefault(digest, seed)
+    return problems
+
+
 @dataclass
 class CheckedSubmission:
     """A submission that passed every check, with its models loaded: ``models[dataset][i]`` is seed ``seeds[i]``."""
@@ -288,7 +314,7 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
     Raises:
         UserError / IntegrityError: on the first class of problem, listing every problem in it.
     """
-    from benchmark.checkpoints import load_state_strict, read_safetensors
+    from benchmark.checkpoints import check_safetensors_header, load_state_strict, read_safetensors
     from benchmark.models import ModelConfig, build_model, count_parameters
 
     sub = read_submission(folder, datasets)
@@ -298,10 +324,14 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
         if name not in dims:
             dims[name] = registry_dims(name)
 
-    # Class 3 (contents, continued): the config builds for every dataset.
+    # Class 3 (contents, continued): the config fits the compute budget and builds, for every dataset.
+    from benchmark.budget import budget_problem
+
     problems, configs = [], {}
     for name in wanted:
         found = sub.config_problems(name, dims[name])
+        if not found and (over := budget_problem(sub.config_dict(name, dims[name]))):
+            found = [f"config for {name}: {over}"]
         if not found:
             try:
                 configs[name] = ModelConfig.from_dict(sub.config_dict(name, dims[name]))
@@ -332,13 +362,17 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
         for seed in sub.seeds:
             path = sub.weights_path(name, seed)
             model = build_model(configs[name])
+            source = f"datasets.{name}.weights.{seed} ({path.name})"
             try:
-                # The hash was checked above; read_safetensors refuses pickles, bad headers and NaN/Inf.
-                load_state_strict(model, read_safetensors(path), f"datasets.{name}.weights.{seed} ({path.name})")
+                # Names, shapes and dtypes from the header first, so nothing unexpected is read into memory;
+                # then read_safetensors refuses pickles and NaN/Inf, and the strict load checks after casting.
+                check_safetensors_header(path, {k: tuple(v.shape) for k, v in model.state_dict().items()}, source)
+                load_state_strict(model, read_safetensors(path), source)
             except UserError as err:
                 problems.append(str(err))
                 continue
             models.append(model.eval().to(device))
+        problems += _copied_seed_problems(name, sub.seeds, models) if len(models) == len(sub.seeds) else []
         checked.models[name] = models
         checked.num_parameters[name] = count_parameters(build_model(configs[name]))
     raise_problems(problems, f"{sub.folder}: weights refused", IntegrityError)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from benchmark.devices import check_device
 from benchmark.errors import UserError
 from benchmark.graphs import GraphDataset
 from benchmark.models import MODEL_REGISTRY, GraphModel, ModelConfig, build_model, count_parameters
@@ -150,6 +151,7 @@ def train_model(dataset: GraphDataset, config: ModelConfig, seed: int = 0, progr
     if perturb is not None and dataset.task != "node":
         raise UserError("adversarial feature training is implemented for node tasks only")
     train_cfg = TrainConfig.for_arch(config.arch, **overrides)
+    check_device(device)
     host_dataset, dataset = dataset, dataset.to(device)
     seed_everything(seed)
     model = build_model(config).to(device)  # initialised on the CPU first: the same start on every device

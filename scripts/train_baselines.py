@@ -39,6 +39,7 @@ from benchmark.files import atomic_write_json, read_json, sha256_file  # noqa: E
 from benchmark.graphs import get_spec, load_dataset  # noqa: E402
 from benchmark.models import ModelConfig, build_model, count_parameters, default_config, model_names  # noqa: E402
 from benchmark.models.config import DATASET_FIELDS  # noqa: E402
+from benchmark.submissions import MIN_SEEDS  # noqa: E402
 from benchmark.training import train_model  # noqa: E402
 
 STAGING = REPO / "runs" / "baselines"
@@ -301,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown entries {unknown}; valid: {', '.join(all_entries)}")
     entries = [all_entries[n] for n in args.entries] if args.entries else list(all_entries.values())
     datasets = args.datasets or release_datasets(args.release)
-    if len(args.seeds) < 3:
-        raise SystemExit("a submission needs at least 3 seeds (DESIGN 4)")
+    if len(args.seeds) < MIN_SEEDS:
+        raise SystemExit(f"a submission needs at least {MIN_SEEDS} seeds (DESIGN 4)")
     if not args.package_only:
         train_all([(e, d, s) for d in datasets for e in entries for s in args.seeds], args.workers, args.device)
     # Packaging covers the release's datasets even when training was limited to some of them:

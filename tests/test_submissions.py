@@ -350,3 +350,158 @@ def test_validate_and_evaluate_json_output_named_progress_and_exit_codes(entry, 
         captured = capsys.readouterr()
         refused = json.loads(captured.out)
         assert refused["ok"] is False and "SHA-256" in refused["error"] and "weights.1" in captured.err
+
+
+# -- Hostile input: every case is refused with one line, before anything large is allocated ------------------------
+
+def _raw_card(folder: Path, text: str | bytes) -> None:
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    (folder / "submission.json").write_bytes(data)
+
+
+@pytest.mark.parametrize("mangle, message", [
+    (lambda t: t.replace('"name": "tiny-gcn"', '"name": "tiny-gcn", "name": "other"'), "duplicate key 'name'"),
+    (lambda t: t.encode("utf-8").replace(b"A. Tester", b"A. T\xe9ster"), "not UTF-8"),
+    (lambda t: '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    (lambda t: t.replace('"A. Tester"', '"' + "x" * (2 << 20) + '"'), "more than the 1048576"),
+    (lambda t: t.replace('"A. Tester"', "NaN"), "NaN is not valid JSON"),
+])
+def test_malformed_cards_get_one_line_errors(entry, capsys, mangle, message):
+    text = (entry / "submission.json").read_text(encoding="utf-8")
+    _raw_card(entry, mangle(text))
+    assert main(["validate", str(entry)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("change, path", [
+    (lambda c: c.__setitem__("authors", ["x" * 201]), r"authors\[0\]: .* is too long"),
+    (lambda c: c.__setitem__("name", "tiny\x07gcn"), r"submission\.name: .* should not be valid under"),
+    (lambda c: c.__setitem__("name", "tiny-gcn\n"), r"submission\.name: .* should not be valid under"),
+    (lambda c: c["architecture"]["config"].__setitem__("k_hops", 10**9), r"k_hops: 1000000000 is greater than"),
+    (lambda c: c["datasets"]["Cora"]["weights"]["0"].__setitem__("path", "Cora/seed-0\x00.safetensors"),
+     r"weights\['0'\]\.path: .* should not be valid under"),
+    (lambda c: c["architecture"]["config"].__setitem__("hidden_channels", 20000), r"hidden_channels: 20000 is greater"),
+])
+def test_string_caps_safe_names_and_config_bounds(entry, change, path):
+    edit_card(entry, change)
+    with pytest.raises(UserError, match=path):
+        read_submission(entry)
+
+
+def test_reserved_and_symlinked_entries_are_refused(tmp_path, entry):
+    reserved = shutil.copytree(entry, tmp_path / "submissions" / "results")
+    with pytest.raises(UserError, match="'results' is reserved"):
+        read_submission(reserved)
+    link = tmp_path / "submissions" / "linked"
+    link.symlink_to(entry, target_is_directory=True)
+    with pytest.raises(IntegrityError, match="is a symlink"):
+        read_submission(link)
+
+
+def test_a_config_over_the_compute_budget_is_refused_with_its_estimate_before_building(entry):
+    from benchmark.budget import DEFAULT_BUDGET, estimate
+
+    # Inside every schema bound, far outside the budget: 256 layers of width 8192.
+    edit_card(entry, lambda c: c["architecture"]["config"].update(hidden_channels=8192, num_layers=256))
+    with pytest.raises(UserError, match=r"compute budget \(parameters ~3\.44e\+10 > budget 5e\+07; activation bytes"):
+        validate_submission(entry)
+    assert estimate({"in_channels": 1433, "out_channels": 7, "hidden_channels": 8192, "num_layers": 256}).parameters \
+        > DEFAULT_BUDGET.parameters
+
+
+def test_every_registry_default_fits_the_budget_with_a_wide_margin(citeseer):
+    """The budget must never refuse the zoo: every default config fits it 20x over, on the widest features
+    (CiteSeer, 3,703) of the registered datasets; the reference graph covers the largest one (Photo)."""
+    from dataclasses import fields
+
+    from benchmark.budget import DEFAULT_BUDGET, REFERENCE_EDGES, REFERENCE_NODES, estimate
+    from benchmark.models import MODEL_REGISTRY, default_config
+    from conftest import load_or_skip
+
+    worst = {f.name: 0 for f in fields(DEFAULT_BUDGET)}
+    for arch in MODEL_REGISTRY:
+        cost = estimate(default_config(arch, citeseer.num_features, citeseer.num_classes).to_dict())
+        for name in worst:
+            worst[name] = max(worst[name], getattr(cost, name))
+    for name, value in worst.items():
+        assert value * 20 <= getattr(DEFAULT_BUDGET, name), (name, value)
+    photo = load_or_skip("Photo").data
+    assert photo.num_nodes <= REFERENCE_NODES and photo.edge_index.size(1) <= REFERENCE_EDGES
+
+
+def test_an_extra_huge_tensor_is_refused_from_the_header_alone(entry, tmp_path):
+    """An extra 2 GiB tensor (a sparse file: no disk used) is refused before any data is read."""
+    import struct
+    import subprocess
+    import sys
+
+    path = entry / "Cora" / "seed-1.safetensors"
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length])
+    end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
+    header["extra"] = {"dtype": "F32", "shape": [1 << 29], "data_offsets": [end, end + (2 << 30)]}
+    head = json.dumps(header).encode()
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(head)) + head + data[8 + length:])
+        handle.truncate(8 + len(head) + end + (2 << 30))
+    edit_card(entry, lambda c: c["datasets"]["Cora"]["weights"]["1"].__setitem__("sha256", sha256_file(path)))
+    script = ("import resource, sys\nfrom benchmark.errors import UserError\n"
+              "from benchmark.submissions import validate_submission\n"
+              "try:\n    validate_submission(sys.argv[1]); rc = 0\n"
+              "except UserError as err:\n    print(err, file=sys.stderr); rc = 1\n"
+              "print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    run = subprocess.run([sys.executable, "-c", script, str(entry)], capture_output=True, text=True, timeout=600)
+    rc, peak_kib = map(int, run.stdout.split())
+    assert rc == 1 and "unexpected tensors ['extra']" in run.stderr and "nothing was loaded" in run.stderr
+    assert peak_kib < 1 << 20, f"peak RSS {peak_kib} KiB: the 2 GiB tensor was read"
+
+
+def test_float64_weights_that_overflow_float32_are_refused(entry):
+    path = entry / "Cora" / "seed-2.safetensors"
+    from safetensors.torch import load_file
+
+    tensors = {k: v.double() for k, v in load_file(str(path)).items()}
+    name = sorted(tensors)[0]
+    tensors[name].view(-1)[0] = 1e300  # finite in float64, Inf in the float32 model
+    save_file(tensors, str(path))
+    edit_card(entry, lambda c: c["datasets"]["Cora"]["weights"]["2"].__setitem__("sha256", sha256_file(path)))
+    with pytest.raises(IntegrityError, match=rf"not finite in the model's dtype torch\.float32.*{name}"):
+        validate_submission(entry)
+
+
+def test_copies_of_one_checkpoint_do_not_pass_as_seeds(entry):
+    for seed in (1, 2):
+        shutil.copyfile(entry / "Cora" / "seed-0.safetensors", entry / "Cora" / f"seed-{seed}.safetensors")
+    sha = sha256_file(entry / "Cora" / "seed-0.safetensors")
+    edit_card(entry, lambda c: [c["datasets"]["Cora"]["weights"][s].__setitem__("sha256", sha) for s in ("1", "2")])
+    with pytest.raises(IntegrityError, match=r"weights\.1: the same weights as seed 0.*\n.*weights\.2: the same"):
+        validate_submission(entry)
+
+
+def test_absurd_bootstrap_is_refused_before_the_release_is_read(tmp_path, capsys):
+    from benchmark.evaluate import Evaluator
+
+    with pytest.raises(UserError, match=r"from 1 to 100000, got 100000000"):
+        Evaluator(tmp_path / "no-such-release", num_bootstrap=100_000_000)
+
+
+def test_evaluate_reads_only_listed_hash_checked_reference_cards(entry, release):
+    """The accuracy floor comes from the release's verified cards, never from an unlisted or edited one."""
+    from benchmark.evaluate import reference_cards
+
+    card_path = release / "checkpoints" / "Cora" / "gcn" / "card.json"
+    unlisted = release / "checkpoints" / "Cora" / "gat" / "card.json"
+    unlisted.parent.mkdir(parents=True)
+    atomic_write_json(unlisted, {**read_json(card_path), "metrics": {"test_acc": 0.99}})
+    assert set(reference_cards(release)["Cora"]) == {"gcn"}  # an unlisted card is not read
+
+    edited = read_json(card_path)
+    edited["metrics"]["test_acc"] = 0.2  # would lower the floor for everyone
+    atomic_write_json(card_path, edited)
+    with pytest.raises(IntegrityError, match=r"checkpoints/Cora/gcn/card\.json: SHA-256 mismatch"):
+        reference_cards(release)
+    card_path.unlink()
+    with pytest.raises(IntegrityError, match=r"checkpoints/Cora/gcn/card\.json: missing"):
+        reference_cards(release)

@@ -8,7 +8,8 @@ from pathlib import Path
 NAME = "leaderboard"
 SUMMARY = "Rank scored submissions; write LEADERBOARD.md and leaderboard/."
 HELP = ("Rank scored submissions (submissions/results/*.json) per release; write LEADERBOARD.md and "
-        "leaderboard/ (HTML, JSON, PNG plots). --check: exit 1 if they are stale.")
+        "leaderboard/ (HTML, JSON, PNG plots). Refuses results files not tied to their submission folder "
+        "and a known release. --check: exit 1 if they are stale.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from benchmark.errors import UserError
     from benchmark.leaderboard import check_outputs, refresh_panels, render_all, write_outputs
+    from benchmark.leaderboard.provenance import check_provenance
 
     # The default results folder may not exist before the first submission is scored; an
     # explicitly named one must.
     default_results = args.results == Path("submissions/results")
+    if args.results.is_dir():
+        # Only results produced by scoring a submission of a known release may rank (see provenance.py).
+        check_provenance(args.results)
     if args.check and args.release:
         raise UserError("--check writes nothing, so it cannot compute panels; drop --release or --check")
     if not args.check:

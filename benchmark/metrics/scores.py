@@ -23,10 +23,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from benchmark.errors import UserError
+
 SCORE_NAMES = ("clean_acc", "metamer_acc", "near_acc", "far_acc", "transfer", "invariance_consistency",
                "ic_spearman")
 VARIANT_ROLES = ("metamer", "near", "far")
 DEFAULT_BOOTSTRAP = 1000
+# Replicates cost memory linearly ([replicates, units] weights per set): 10^5 already takes minutes
+# and CIs stop changing in the third decimal long before (METRICS.md).
+MAX_BOOTSTRAP = 100_000
 CI_LEVEL = 0.95
 # transfer divides by clean_acc - far_acc; where the far twins are (nearly) as accurate as the
 # originals the ratio is noise (a 1-point gap turns a 1-point difference into +-1). Below this gap,
@@ -278,6 +283,13 @@ def summarize(per_seed: Tensor, boot: Tensor, level: float = CI_LEVEL) -> Interv
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(reps, [alpha, 1.0 - alpha])
     return Interval(mean, std, float(low), float(high))
+
+
+def check_bootstrap(num_boot: object) -> int:
+    """``num_boot`` as an int in ``[1, MAX_BOOTSTRAP]``, else a :class:`UserError` saying the valid range."""
+    if not isinstance(num_boot, int) or isinstance(num_boot, bool) or not 1 <= num_boot <= MAX_BOOTSTRAP:
+        raise UserError(f"bootstrap replicates must be an integer from 1 to {MAX_BOOTSTRAP}, got {num_boot!r}")
+    return num_boot
 
 
 def bootstrap_scores(outcomes: Sequence[SetOutcomes], keys: Sequence[str], num_boot: int = DEFAULT_BOOTSTRAP,

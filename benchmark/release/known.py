@@ -1,0 +1,36 @@
+"""The releases this package knows: identity (manifest hash) and the facts the leaderboard gates on.
+
+A results file names its release by ``(name, version, manifest_sha256)``. Anyone can write that
+triple, so the leaderboard accepts only releases pinned here, and takes the facts it ranks with
+(each dataset's best reference accuracy, from which the accuracy floor follows) from this table,
+never from the results file. The table is checked against the shipped release folders by
+``tests/test_integrity.py``, so it cannot drift from the files it pins. A new release adds a row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KnownRelease:
+    """A shipped release: its manifest's SHA-256 and each dataset's best reference test accuracy."""
+
+    name: str
+    version: str
+    manifest_sha256: str
+    reference_best: dict[str, float]
+
+
+KNOWN_RELEASES: tuple[KnownRelease, ...] = (
+    KnownRelease("metamer-bench-v1", "1.0.0",
+                 "264b20a49adfafcb59bace81057406015d17b9a8a7b311c99f5bf4f14d7fcc86",
+                 {"CiteSeer": 0.707, "Cora": 0.815, "MUTAG": 0.95, "Photo": 0.898345}),
+)
+
+
+def known_release(name: str, version: str, manifest_sha256: str) -> KnownRelease | None:
+    """The pinned release with exactly this identity, or ``None``."""
+    for release in KNOWN_RELEASES:
+        if (release.name, release.version, release.manifest_sha256) == (name, version, manifest_sha256):
+            return release
+    return None
