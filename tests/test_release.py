@@ -77,8 +77,12 @@ def test_shard_round_trip_is_exact_for_every_codec(tmp_path, cora):
         for name in ("x", "edge_index", "y", "target", "valid", "similarity"):
             assert torch.equal(getattr(a, name), getattr(b, name)), (a.id, name)
         assert (a.id, a.role, a.parent_id, a.stats) == (b.id, b.role, b.parent_id, b.stats)
-    codecs = pq.read_table(tmp_path / "s.parquet").to_pydict()
-    assert codecs["x_codec"][:3] == ["ref", "xor", "ref"] and codecs["edge_codec"][:3] == ["ref", "ref", "xor"]
+    rows = pq.read_table(tmp_path / "s.parquet").to_pydict()
+    # Only identical tensors are shared, by naming the record they equal; everything else is plain.
+    # A pointer always names a record that stores the tensor itself: "o" points at the base, so do its children.
+    assert rows["x_same_as"] == [base.id, None, base.id, None, None]
+    assert rows["edge_index_same_as"] == [base.id, base.id, None, None, None]
+    assert rows["edge_index"][3] == es.flip(0).tolist() and rows["x_values"][3] == dense[dense != 0].tolist()
     # The same records give the same bytes.
     write_records(tmp_path / "t.parquet", records, {base.id: base})
     assert sha256_file(tmp_path / "s.parquet") == sha256_file(tmp_path / "t.parquet")
@@ -190,6 +194,10 @@ def test_interrupted_build_resumes_without_redoing_work_and_rebuilds_identically
     ours, reference = read_json(root / "MANIFEST.json")["files"], read_json(built / "MANIFEST.json")["files"]
     data_files = [f for f in reference if f.startswith(("data/", "checkpoints/"))]
     assert {f: ours[f] for f in data_files} == {f: reference[f] for f in data_files}  # deterministic rebuild
+    # The release's identity is stable: timing lives in the unhashed build state only.
+    assert (root / "MANIFEST.json").read_bytes() == (built / "MANIFEST.json").read_bytes()
+    assert (root / "README.md").read_bytes() == (built / "README.md").read_bytes()
+    assert read_json(root / ".build" / "state.json")["build"]["wall_s"] > 0
     with pytest.raises(UserError, match="seeds"):
         ReleaseBuilder(tiny_config(seeds=[5]), root, progress=False)
 
@@ -239,12 +247,56 @@ def test_a_server_returning_a_wrong_file_leaves_nothing_half_written(release, tm
         download_release("v9", serve(release), tmp_path / "other")
 
 
-def test_hugging_face_view_of_the_shards(built, tmp_path, monkeypatch):
+def _hf_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    table = pytest.importorskip("datasets")
-    view = __import__("benchmark.release", fromlist=["hf_dataset"]).hf_dataset(built)
-    assert isinstance(view, table.Dataset)
-    assert set(view.unique("role")) == {"original", "metamer", "near", "far"}
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+
+
+def _card_recipe(release: Path):
+    """The data card's own ``graph(row)`` recipe (its Python block), so the documented code is what is tested."""
+    card = (release / "README.md").read_text()
+    block = card[card.index("def graph(r):"):]
+    namespace = {"torch": torch}
+    exec(block[:block.index("```")], namespace)  # noqa: S102 - our own generated card
+    return namespace
+
+
+def test_hugging_face_load_dataset_gives_graphs_equal_to_the_pyg_loader(built, tmp_path, monkeypatch):
+    """``datasets.load_dataset(folder)`` (default and per-dataset configs, offline) gives rows that the
+    card's recipe turns into the same tensors as ``load_frozen_sets``; declared features = parquet schema."""
+    import datasets
+
+    from benchmark.release import hf_dataset
+    from benchmark.release.card import hf_features
+    from benchmark.release.shards import COLUMNS
+
+    _hf_offline(monkeypatch, tmp_path)
+    records = {r.id: r for s in load_frozen_sets(built) for r in s.originals + s.variants}
+    records |= {r.id: r for name in ("Cora", "MUTAG") for r in read_records(built / f"data/bases/{name}.parquet")}
+    default = datasets.load_dataset(str(built), split="train")
+    assert sorted(default["id"]) == sorted(records)
+    declared = datasets.Features._from_yaml_list(read_card(built)["dataset_info"][0]["features"])
+    schema = datasets.Features.from_arrow_schema(pq.read_schema(built / "data/Cora/gcn-feature.parquet"))
+    assert list(default.features) == COLUMNS and default.features == schema == declared
+    assert [info["features"] for info in read_card(built)["dataset_info"]] == [hf_features()] * 4
+    for name in ("Cora", "MUTAG"):
+        rows = datasets.load_dataset(str(built), name, split="train")
+        assert set(rows["dataset"]) == {name}
+        by_id = {r["id"]: r for r in rows}
+        assert set(by_id) == {rid for rid, r in records.items() if r.dataset == name}
+        recipe = _card_recipe(built)
+        recipe["by_id"] = by_id
+        for rid, row in by_id.items():
+            for column in ("x_same_as", "edge_index_same_as"):  # one lookup always reaches stored values
+                assert row[column] is None or by_id[row[column]][column] is None, (rid, column)
+            x, edge_index = recipe["graph"](row)
+            assert torch.equal(x, records[rid].x) and torch.equal(edge_index, records[rid].edge_index), rid
+            assert torch.equal(torch.tensor(row["valid_mask"]), records[rid].valid), rid
+    assert set(hf_dataset(built, "bases")["role"]) == {"base"}
+    with pytest.raises(UserError, match="valid configs: Cora, MUTAG, bases, default"):
+        hf_dataset(built, "Pubmed")
 
 
 @pytest.mark.skipif(not (SHIPPED / "MANIFEST.json").exists(), reason="release v1 not built in this checkout")
@@ -257,6 +309,29 @@ def test_the_shipped_release_loads_verified():
     assert sum(e["bytes"] for e in manifest["files"].values()) <= 60 * 2**20
     data = load_metamers(SHIPPED, dataset="Cora", reference_model="gcn", kind="feature")
     assert len(data) >= 2 and data[0].x.shape == (2708, 1433)
+
+
+@pytest.mark.skipif(not (SHIPPED / "MANIFEST.json").exists(), reason="release v1 not built in this checkout")
+def test_the_shipped_release_is_a_hugging_face_dataset(tmp_path, monkeypatch):
+    """The shipped card declares the generated features, and a dataset config loads offline into graphs."""
+    import datasets
+
+    from benchmark.release.card import hf_configs, hf_features
+
+    _hf_offline(monkeypatch, tmp_path)
+    card = read_card(SHIPPED)
+    names = [c["config_name"] for c in card["configs"]][1:-1]  # default, <datasets in build order>, bases
+    assert sorted(names) == sorted(read_manifest(SHIPPED)["generator"]["config"]["datasets"])
+    assert card["configs"] == hf_configs(names)
+    assert [info["features"] for info in card["dataset_info"]] == [hf_features()] * len(card["configs"])
+    rows = datasets.load_dataset(str(SHIPPED), "MUTAG", split="train")
+    recipe = _card_recipe(SHIPPED)
+    recipe["by_id"] = {r["id"]: r for r in rows}
+    records = {r.id: r for s in load_frozen_sets(SHIPPED, dataset="MUTAG") for r in s.originals + s.variants}
+    assert {r for r in recipe["by_id"] if "/base/" not in r} == set(records)
+    for rid, record in records.items():
+        x, edge_index = recipe["graph"](recipe["by_id"][rid])
+        assert torch.equal(x, record.x) and torch.equal(edge_index, record.edge_index), rid
 
 
 def test_model_overrides_pin_a_reference_config(tmp_path, mutag):

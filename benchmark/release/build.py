@@ -7,12 +7,13 @@ Layout of the release folder::
     data/bases/<dataset>.parquet        base graph(s) every set refers to
     data/<dataset>/<arch>-<kind>.parquet one shard per frozen set (original, metamers, near, far)
     checkpoints/<dataset>/<arch>/       reference model: model.safetensors + card.json
-    .build/state.json                   progress (not part of the release)
+    .build/state.json                   progress and build timing (not part of the release, not hashed)
 
 Each finished step (a checkpoint, a shard) is written atomically and recorded in the state, so
-an interrupted build re-run redoes nothing finished. Timing fields are kept out of the hashed
-files (they live in the state and in the card's ``build`` block), so a rebuild on the same
-machine and library versions gives byte-identical shards and checkpoints.
+an interrupted build re-run redoes nothing finished. Timing (per step, the total and the machine
+it was measured on) lives only in the state, never in a hashed file, so a rebuild on the same
+machine and library versions gives byte-identical shards, checkpoints, README.md and MANIFEST.json:
+the manifest's hash is the release's identity.
 """
 from __future__ import annotations
 
@@ -248,10 +249,11 @@ class ReleaseBuilder:
                          "reference_model": arch, "kind": kind, "layer": step["layer"],
                          "shard": f"data/{name}/{arch}-{kind}.parquet", "checkpoint": f"checkpoints/{name}/{arch}",
                          "seeds": list(self.config.seeds)})
-        build_s = sum(s.get("wall_s", 0.0) for s in steps.values())
-        write_card(self.root, self.config, sets, {k: v.get("summary", {}) for k, v in steps.items()},
-                   {"wall_s": round(build_s, 1), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                    f"{torch.get_num_threads()} torch threads"})
+        self.state["build"] = {"wall_s": round(sum(s.get("wall_s", 0.0) for s in steps.values()), 1),
+                               "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                                          f"{torch.get_num_threads()} torch threads"}
+        self._save_state()
+        write_card(self.root, self.config, sets, {k: v.get("summary", {}) for k, v in steps.items()})
         header = {"name": self.config.name, "release": self.config.release, "version": self.config.version,
                   "bases": {name: f"data/bases/{name}.parquet" for name in self.config.datasets}, "sets": sets,
                   "generator": {"version": __version__, "config": self.config.to_dict()},

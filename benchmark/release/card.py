@@ -2,6 +2,14 @@
 
 A YAML header (``configs`` pointing at the shards, ``dataset_info``, and a ``metamer_bench``
 block validated by ``benchmark/schemas/data_card.schema.json``) and a human-readable body.
+
+``datasets.load_dataset(<release folder>)`` reads the header: the ``default`` config is every
+shard, one config per dataset holds that dataset's base graph(s) and sets (so every
+``*_same_as`` id a row names is in the same config), and ``bases`` the base graphs alone.
+``dataset_info.features`` is generated from the shards' parquet schema
+(:data:`benchmark.release.shards.SCHEMA`), never written by hand, so the declared features are
+the stored columns. The card is a function of the release's content only: build timing lives in
+``.build/state.json``, which the manifest does not hash, so a rebuild gives the same bytes.
 """
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ import yaml
 from benchmark.errors import UserError
 from benchmark.files import atomic_write_bytes, read_json
 from benchmark.graphs import get_spec
+from benchmark.release.shards import COLUMN_DOCS, SCHEMA
 
 CARD_NAME = "README.md"
 
@@ -23,7 +32,7 @@ def _mean(values):
     return round(statistics.mean(values), 4) if values else None
 
 
-def metamer_block(root: Path, config, sets: list[dict], summaries: dict[str, dict], build: dict) -> dict:
+def metamer_block(root: Path, config, sets: list[dict], summaries: dict[str, dict]) -> dict:
     references, seen = [], set()
     for entry in sets:
         pair = (entry["dataset"], entry["reference_model"])
@@ -51,27 +60,67 @@ def metamer_block(root: Path, config, sets: list[dict], summaries: dict[str, dic
     return {"release": config.release, "version": config.version, "reference_models": references,
             "generation": {"seeds": list(config.seeds), "kinds": list(config.kinds), "train_seed": config.train_seed,
                            "options": dict(config.metamer_options)},
-            "sets": set_rows, "source_datasets": sources, "build": build}
+            "sets": set_rows, "source_datasets": sources}
+
+
+def hf_features() -> list[dict]:
+    """The card's ``dataset_info.features``: the shards' Arrow schema in Hugging Face's YAML form."""
+    import datasets
+
+    # Features._to_yaml_list is what `datasets` itself writes into dataset cards (push_to_hub).
+    return datasets.Features.from_arrow_schema(SCHEMA)._to_yaml_list()
+
+
+def hf_configs(names: list[str]) -> list[dict]:
+    """``configs`` of the card: default (everything), one per dataset (its bases + sets), and bases."""
+    def files(path):
+        return [{"split": "train", "path": path}]
+
+    return ([{"config_name": "default", "data_files": files(["data/bases/*.parquet"] + [f"data/{d}/*.parquet" for d in names])}]
+            + [{"config_name": d, "data_files": files([f"data/bases/{d}.parquet", f"data/{d}/*.parquet"])} for d in names]
+            + [{"config_name": "bases", "data_files": files("data/bases/*.parquet")}])
+
+
+def _type_name(arrow_type) -> str:
+    """``list<item: list<item: int64>>`` -> ``list[list[int64]]``; ``float`` -> ``float32``."""
+    import pyarrow as pa
+
+    if pa.types.is_list(arrow_type):
+        return f"list[{_type_name(arrow_type.value_type)}]"
+    return {"float": "float32", "bool": "bool"}.get(str(arrow_type), str(arrow_type))
 
 
 def _storage(root: Path) -> list[str]:
-    """The card's storage section: how tensors are encoded and what each dataset's files weigh."""
+    """The card's columns and storage sections: what each column holds and what each dataset weighs."""
     def size(folder: Path) -> int:
         return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
 
-    lines = ["## Storage", "",
-             "One parquet row per graph object (zstd level 9). Every tensor is stored with the cheapest codec that",
-             "decodes to it *exactly* (checked when writing): `ref` (identical to the parent's or the base graph's",
-             "tensor: structure metamers keep the features, feature metamers the edges, so these are stored once in",
-             "`data/bases/`), `xor` (binary features or edges that differ from the parent: near twins), `csr`",
-             "(binary features as column indices per row, no values), `upper` (symmetric edges once per pair),",
-             "`dense`/`raw` otherwise. Read rows with `load_metamers`/`load_frozen_sets`, which resolve the codecs.",
-             "",
-             "Amazon Photo (7650 nodes x 745 binary features, 2.0M ones in the base graph) is the costly set: one",
-             "feature metamer carries about as many ones as the original, so its feature shard dominates the",
-             "release. Decision: Photo keeps the full graph and every node (no target subset, exact features), and",
-             "the release covers it with one reference model (GCN) instead of six, keeping the release small.", "",
-             "| dataset | shards (bytes) | checkpoints (bytes) |", "|---|---|---|"]
+    lines = ["## Loading with Hugging Face `datasets`", "",
+             "```python", "import datasets, torch", "",
+             'rows = datasets.load_dataset("data_cards/v1", "Cora", split="train")  # or "default", "bases", a dataset',
+             "by_id = {r[\"id\"]: r for r in rows}", "",
+             "def graph(r):  # -> x [N, F] float32, edge_index [2, E] int64",
+             '    xr = by_id[r["x_same_as"]] if r["x_same_as"] else r',
+             '    er = by_id[r["edge_index_same_as"]] if r["edge_index_same_as"] else r',
+             '    x = torch.sparse_coo_tensor(xr["x_indices"], xr["x_values"], (r["num_nodes"], r["num_features"])).to_dense()',
+             '    return x, torch.tensor(er["edge_index"]).view(2, -1)',
+             "```", "",
+             "A dataset's config holds its base graph(s) and every set, so every `*_same_as` id resolves within it.",
+             "`benchmark.release.load_metamers` returns the same graphs as PyG `Data` objects (hash-checked).", "",
+             "## Columns", "", "| column | type | meaning |", "|---|---|---|"]
+    for name, doc in COLUMN_DOCS.items():
+        lines.append(f"| `{name}` | {_type_name(SCHEMA.field(name).type)} | {doc} |")
+    lines += ["", "## Storage", "",
+              "One parquet row per graph object, plain columns; parquet does the compression (zstd level 9,",
+              "dictionary encoding for strings and feature values, delta encoding for index lists, byte-stream-split",
+              "for similarities). A tensor identical to its parent's or the base graph's (structure metamers keep the",
+              "features, feature metamers the edges) is stored once and named in `x_same_as` / `edge_index_same_as`.",
+              "",
+              "Amazon Photo (7650 nodes x 745 binary features, 2.0M ones in the base graph) is the costly set: one",
+              "feature metamer carries about as many ones as the original, so its feature shard dominates the",
+              "release. Decision: Photo keeps the full graph and every node (no target subset, exact features), and",
+              "the release covers it with one reference model (GCN) instead of six, keeping the release small.", "",
+              "| dataset | shards (bytes) | checkpoints (bytes) |", "|---|---|---|"]
     for folder in sorted((root / "data").iterdir()) if (root / "data").is_dir() else []:
         if folder.name != "bases":
             base = root / "data" / "bases" / f"{folder.name}.parquet"
@@ -107,11 +156,9 @@ def _body(block: dict, name: str, storage: list[str] | None = None) -> str:
         lines.append(f"| {row['key']} | {row['seeds']} | {fmt(row['validity_rate'])} | {fmt(row['rel_loss'])} | "
                      f"{fmt(row['feature_cosine_mean'])} | {fmt(row['edge_jaccard'])} | "
                      f"{fmt(row.get('near_validity_rate'))} | {fmt(row.get('far_validity_rate'))} |")
-    build = block["build"]
     lines += ["", "## Build", "",
-              f"Total build compute: {build['wall_s']:.0f} s ({build['wall_s'] / 60:.1f} min) on {build['machine']}",
-              "(sum of the training and generation steps; the machine was shared with other jobs while it ran).",
-              "Generation options: see `metamer_bench.generation` in the header.", "",
+              "Generation options: see `metamer_bench.generation` in the header. Build timing (per step and in total)",
+              "is recorded in `.build/state.json`, outside the hashed files, so a rebuild gives the same card.", "",
               *(storage or []), "## Source datasets and licences", ""]
     for src in block["source_datasets"]:
         lines.append(f"- **{src['name']}**: {src['citation']}. Licence: {src['license']}.")
@@ -121,12 +168,12 @@ def _body(block: dict, name: str, storage: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_card(root: str | os.PathLike, config, sets: list[dict], summaries: dict[str, dict], build: dict) -> dict:
+def write_card(root: str | os.PathLike, config, sets: list[dict], summaries: dict[str, dict]) -> dict:
     """Render and write ``README.md``; the metamer block is schema-checked first. Returns the block."""
     from benchmark.submissions import check_schema
 
     root = Path(root)
-    block = metamer_block(root, config, sets, summaries, build)
+    block = metamer_block(root, config, sets, summaries)
     check_schema(block, "data_card", "metamer_bench", "the data card's metamer block is invalid")
     datasets = list(config.datasets)
     header = {
@@ -134,13 +181,8 @@ def write_card(root: str | os.PathLike, config, sets: list[dict], summaries: dic
         "license": "other",
         "task_categories": ["graph-ml"],
         "tags": ["graph-neural-networks", "metamers", "benchmark", "robustness"],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": [
-                        f"data/{d}/*.parquet" for d in datasets]}]}]
-                   + [{"config_name": d, "data_files": [{"split": "train", "path": f"data/{d}/*.parquet"}]} for d in datasets]
-                   + [{"config_name": "bases", "data_files": [{"split": "train", "path": "data/bases/*.parquet"}]}],
-        "dataset_info": {"features": [{"name": n, "dtype": "string"} for n in ("id", "role", "parent_id", "dataset",
-                                                                              "reference_model", "kind")]
-                         + [{"name": n, "dtype": "int32"} for n in ("layer", "seed", "num_nodes")]},
+        "configs": hf_configs(datasets),
+        "dataset_info": [{"config_name": c["config_name"], "features": hf_features()} for c in hf_configs(datasets)],
         "metamer_bench": block,
     }
     text = "---\n" + yaml.safe_dump(header, sort_keys=True, width=120) + "---\n\n" + _body(block, config.name, _storage(root))

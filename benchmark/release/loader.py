@@ -5,6 +5,8 @@ A release folder (``data_cards/v1``) holds ``MANIFEST.json``, ``data/bases/<data
 manifest by default. A ``release`` argument is a folder or a name ``vN``, found by the one rule of
 :func:`benchmark.release.locate.resolve_release` (working directory's ``data_cards/``, then the
 cache that ``metamer-bench download`` fills); the default is ``v1``.
+The PyG loaders are the fast path (pyarrow straight to tensors); ``hf_dataset`` is the same rows
+through Hugging Face ``datasets`` (plain columns, see :mod:`benchmark.release.shards`).
 """
 from __future__ import annotations
 
@@ -74,17 +76,21 @@ def load_metamers(release: str | os.PathLike | None = None, dataset: str | None 
     return out
 
 
-def hf_dataset(release: str | os.PathLike | None = None, verify: bool = True):
-    """The release's set shards as one Hugging Face ``datasets.Dataset`` (raw encoded rows).
+def hf_dataset(release: str | os.PathLike | None = None, config: str = "default", verify: bool = True):
+    """One config of a release as a Hugging Face ``datasets.Dataset``: ``datasets.load_dataset`` on the folder.
 
-    Features are stored with exact codecs (see :mod:`benchmark.release.shards`); decode rows into
-    tensors with :func:`load_metamers`. Base graphs are in the ``bases`` config of the card.
+    ``config`` is ``default`` (every row), a dataset name (its base graph(s) and sets) or ``bases``;
+    the columns are documented in the data card and in :mod:`benchmark.release.shards`. With
+    ``verify`` every file is hash-checked against the manifest first. :func:`load_metamers` is the
+    faster path to PyG ``Data`` objects.
     """
     import datasets
 
     root = resolve_release(release)
     manifest = read_manifest(root)
+    valid = ["default", *sorted({s["dataset"] for s in manifest["sets"]}), "bases"]
+    if config not in valid:
+        raise unknown_choice("config", config, valid)
     if verify:
         verify_files(root, manifest)
-    files = [str(root / s["shard"]) for s in manifest["sets"]]
-    return datasets.load_dataset("parquet", data_files={"train": files}, split="train")
+    return datasets.load_dataset(str(root), config, split="train")

@@ -1,15 +1,22 @@
-"""Parquet shards of :class:`GraphRecord` rows (pyarrow, zstd), compact and exact.
+"""Parquet shards of :class:`GraphRecord` rows: plain, documented columns, exact, Hugging Face-loadable.
 
-Every record is one row. Features and edges are stored with the cheapest codec that
-reproduces the tensor *exactly* (checked at write time):
+Every record is one row, and every tensor is a plain Arrow column a user can turn into a graph
+without this module (``datasets.load_dataset`` on the release folder reads them):
 
-- ``ref``: identical to the tensor of another record (its parent, or the dataset's base graph),
-  named in ``x_ref`` / ``edge_ref``; structure metamers keep the parent's features, feature
-  metamers its edges, and every set's original is the dataset's base graph;
-- ``xor``: binary features / edge set given as the entries that differ from the parent (near
-  twins flip ~1% of the ones);
-- ``csr`` (features) / ``upper`` (symmetric edge lists without self loops, stored once per pair) /
-  ``dense`` / ``raw``.
+- ``edge_index``: ``list<list<int64>>`` of shape ``[2, E]`` (``torch.tensor(row["edge_index"])``);
+- ``x_indices`` (``[2, nnz]``, row-major COO positions of the nonzero features) and ``x_values``
+  (``[nnz]`` float32): ``torch.sparse_coo_tensor(x_indices, x_values, (num_nodes, num_features))``;
+- ``x_same_as`` / ``edge_index_same_as``: when a record's features (edges) are *identical* to those
+  of another record, the tensor columns are null and this column names that record's ``id`` (the
+  parent original, or the dataset's base graph in ``data/bases/``); the named record always stores the
+  tensor itself (no chains of pointers). Structure metamers keep their
+  parent's features and feature metamers its edges, so without this one Photo graph (2.0M feature
+  ones) would be stored seven times per set; the measured alternatives are in docs/design_notes.md.
+
+Size is parquet's job, not a custom codec's: zstd, dictionary encoding for the strings and the
+feature values (binary features are a run of ones), delta encoding for the sorted index lists and
+byte-stream-split for the float similarities. Writing checks that every record decodes to the
+identical tensors; the same records give the same bytes (pinned pyarrow writer options).
 
 Referenced records must come earlier in the same shard or be passed in ``references``.
 """
@@ -31,91 +38,82 @@ from benchmark.errors import IntegrityError, UserError
 from benchmark.files import atomic_write_bytes
 from benchmark.release.records import GraphRecord
 
+_INDEX = pa.list_(pa.list_(pa.int64()))
 SCHEMA = pa.schema([
     ("id", pa.string()), ("role", pa.string()), ("parent_id", pa.string()), ("dataset", pa.string()),
     ("task", pa.string()), ("reference_model", pa.string()), ("kind", pa.string()), ("layer", pa.int32()),
     ("seed", pa.int32()), ("graph_index", pa.int32()), ("num_nodes", pa.int32()), ("num_features", pa.int32()),
-    ("x_codec", pa.string()), ("x_ref", pa.string()), ("x_indptr", pa.list_(pa.int64())),
-    ("x_indices", pa.list_(pa.int64())), ("x_values", pa.list_(pa.float32())),
-    ("edge_codec", pa.string()), ("edge_ref", pa.string()), ("edge_data", pa.list_(pa.int64())),
-    ("num_edges", pa.int64()), ("y", pa.list_(pa.int64())), ("target_mask", pa.list_(pa.bool_())),
-    ("valid_mask", pa.list_(pa.bool_())), ("similarity", pa.list_(pa.float32())), ("stats", pa.string()),
+    ("num_edges", pa.int64()), ("x_same_as", pa.string()), ("x_indices", _INDEX), ("x_values", pa.list_(pa.float32())),
+    ("edge_index_same_as", pa.string()), ("edge_index", _INDEX), ("y", pa.list_(pa.int64())),
+    ("target_mask", pa.list_(pa.bool_())), ("valid_mask", pa.list_(pa.bool_())), ("similarity", pa.list_(pa.float32())),
+    ("stats", pa.string()),
 ])
 COLUMNS = SCHEMA.names
 
+# What each column holds: rendered into the data card, so the card documents exactly this schema.
+COLUMN_DOCS = {
+    "id": "unique record id, e.g. `MUTAG/gcn/feature/L2/s0/metamer/g9` (bases: `Cora/base`, `MUTAG/base/g9`)",
+    "role": "`base` (a dataset's graph, in `data/bases/`), `original` (a set's copy of it), `metamer`, `near` or `far`",
+    "parent_id": "id of the original a variant was made from (null for bases and originals)",
+    "dataset": "source dataset (also the name of its config)",
+    "task": "`node` (node classification, one graph) or `graph` (graph classification)",
+    "reference_model": "architecture of the reference model whose activations the metamer matches (empty for bases; checkpoint in `checkpoints/<dataset>/<arch>/`)",
+    "kind": "`feature` (features changed, edges kept) or `structure` (edges changed, features kept); empty for bases",
+    "layer": "hidden layer of the reference model matched (0 for bases)",
+    "seed": "metamer seed (-1 for bases and originals)",
+    "graph_index": "index of the graph in its dataset (graph tasks; 0 for node tasks)",
+    "num_nodes": "N, number of nodes",
+    "num_features": "F, number of node features",
+    "num_edges": "E, number of directed edges (both directions of an undirected edge are listed)",
+    "x_same_as": "null, or the id of the record whose features are identical (then `x_indices`/`x_values` are null)",
+    "x_indices": "`[2, nnz]` row-major COO positions (node, feature) of the nonzero features",
+    "x_values": "`[nnz]` float32 feature values at `x_indices` (1.0 for binary bag-of-words features)",
+    "edge_index_same_as": "null, or the id of the record whose `edge_index` is identical (then `edge_index` is null)",
+    "edge_index": "`[2, E]` int64 source and target node of each edge, PyG's `edge_index`",
+    "y": "`[N]` node labels (node tasks) or `[1]` the graph label (graph tasks)",
+    "target_mask": "`[N]` nodes the metamer was optimised for and is scored on (all true for graph tasks)",
+    "valid_mask": "`[N]` (node tasks) or `[1]` (graph tasks): the metamer passes the validity check",
+    "similarity": "`[N]` float32 input similarity of each node to the parent (feature cosine or WL similarity; NaN: undefined)",
+    "stats": "JSON object of the generation's statistics (relative loss, null threshold, ...)",
+}
+assert list(COLUMN_DOCS) == COLUMNS, "every column is documented, in schema order"
 
-def _is_binary(x: Tensor) -> bool:
-    return bool(((x == 0) | (x == 1)).all())
+_DICTIONARY = ["id", "role", "parent_id", "dataset", "task", "reference_model", "kind", "x_same_as", "edge_index_same_as",
+               "x_values", "stats"]
+# Sorted rows of COO positions and of edge lists delta-encode to a few bits each.
+_ENCODINGS = {"x_indices.list.element.list.element": "DELTA_BINARY_PACKED",
+              "edge_index.list.element.list.element": "DELTA_BINARY_PACKED",
+              "y.list.element": "DELTA_BINARY_PACKED", "similarity.list.element": "BYTE_STREAM_SPLIT"}
 
 
-def _csr(x: Tensor) -> tuple[list[int], list[int], list[float] | None]:
+def _coo(x: Tensor) -> tuple[list[list[int]], list[float]]:
     rows, cols = (x != 0).nonzero(as_tuple=True)
-    counts = torch.bincount(rows, minlength=x.size(0))
-    indptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-    values = None if _is_binary(x) else x[rows, cols].float().tolist()
-    return indptr.tolist(), cols.tolist(), values
+    return [rows.tolist(), cols.tolist()], x[rows, cols].float().tolist()
 
 
-def _from_csr(indptr: list[int], indices: list[int], values: list[float] | None, shape: tuple[int, int]) -> Tensor:
+def _from_coo(indices: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> Tensor:
     x = torch.zeros(shape, dtype=torch.float32)
-    if indices:
-        counts = np.diff(np.asarray(indptr, dtype=np.int64))
-        rows = torch.from_numpy(np.repeat(np.arange(shape[0]), counts))
-        cols = torch.as_tensor(indices, dtype=torch.long)
-        x[rows, cols] = 1.0 if values is None else torch.as_tensor(values, dtype=torch.float32)
+    if values.size:
+        x[torch.tensor(indices[0]), torch.tensor(indices[1])] = torch.tensor(values, dtype=torch.float32)
     return x
 
 
-def _edge_keys(edge_index: Tensor, n: int) -> np.ndarray:
-    return (edge_index[0].long() * n + edge_index[1].long()).numpy()
-
-
-def _edges_from_keys(keys: np.ndarray, n: int) -> Tensor:
-    keys = torch.from_numpy(np.asarray(keys, dtype=np.int64))
-    return torch.stack([keys // n, keys % n])
-
-
-def _upper_to_edges(upper: np.ndarray, n: int) -> Tensor:
-    pairs = np.asarray(upper, dtype=np.int64).reshape(2, -1)
-    both = np.concatenate([pairs, pairs[::-1]], axis=1)
-    return _edges_from_keys(np.sort(both[0] * n + both[1]), n)
-
-
-def _encode_x(record: GraphRecord, candidates: list[GraphRecord], parent: GraphRecord | None) -> dict:
-    x = record.x
+def _same(candidates: list[GraphRecord], name: str, value: Tensor, pointers: set[str]) -> str | None:
+    """Id of the first candidate whose ``name`` tensor equals ``value`` and is stored in its own row."""
     for ref in candidates:
-        if ref.x.shape == x.shape and torch.equal(ref.x, x):
-            return {"x_codec": "ref", "x_ref": ref.id}
-    indptr, indices, values = _csr(x)
-    if values is None and parent is not None and parent.x.shape == x.shape and _is_binary(parent.x):
-        d_indptr, d_indices, _ = _csr((x != parent.x).float())
-        if len(d_indices) < len(indices):
-            return {"x_codec": "xor", "x_ref": parent.id, "x_indptr": d_indptr, "x_indices": d_indices}
-    if values is not None and len(indices) > 0.5 * x.numel():
-        return {"x_codec": "dense", "x_values": x.float().reshape(-1).tolist()}
-    return {"x_codec": "csr", "x_indptr": indptr, "x_indices": indices, "x_values": values}
-
-
-def _encode_edges(record: GraphRecord, candidates: list[GraphRecord], parent: GraphRecord | None) -> dict:
-    e, n = record.edge_index, record.num_nodes
-    for ref in candidates:
-        if ref.edge_index.shape == e.shape and torch.equal(ref.edge_index, e):
-            return {"edge_codec": "ref", "edge_ref": ref.id}
-    keys = _edge_keys(e, n)
-    sorted_unique = bool(np.all(np.diff(keys) > 0))
-    if parent is not None and sorted_unique and parent.num_nodes == n:
-        diff = np.setxor1d(_edge_keys(parent.edge_index, n), keys)
-        if diff.size < e.size(1):
-            return {"edge_codec": "xor", "edge_ref": parent.id, "edge_data": diff.tolist()}
-    upper = e[:, e[0] < e[1]]
-    if e.size(1) and torch.equal(_upper_to_edges(upper.reshape(-1).numpy(), n), e):
-        return {"edge_codec": "upper", "edge_data": upper.reshape(-1).tolist()}
-    return {"edge_codec": "raw", "edge_data": e.reshape(-1).tolist()}
+        other = getattr(ref, name)
+        if ref.id not in pointers and other.shape == value.shape and other.dtype == value.dtype and torch.equal(other, value):
+            return ref.id
+    return None
 
 
 def records_to_table(records: Iterable[GraphRecord], references: Mapping[str, GraphRecord] | None = None) -> pa.Table:
-    """Encode ``records`` (each verified to decode exactly) as an Arrow table."""
+    """Encode ``records`` as an Arrow table; each row is checked to decode to the record's tensors."""
+    records = list(records)
     known: dict[str, GraphRecord] = dict(references or {})
+    # Records of this table whose x / edge_index is itself a pointer: never named, so a `*_same_as`
+    # id always leads straight to stored values (one lookup, no chains). References store theirs.
+    pointers: dict[str, set[str]] = {"x": set(), "edge_index": set()}
     rows: dict[str, list] = {name: [] for name in COLUMNS}
     for record in records:
         parent = known.get(record.parent_id) if record.parent_id else None
@@ -129,64 +127,86 @@ def records_to_table(records: Iterable[GraphRecord], references: Mapping[str, Gr
                    num_edges=int(record.edge_index.size(1)), y=record.y.long().tolist(),
                    target_mask=record.target.bool().tolist(), valid_mask=record.valid.bool().tolist(),
                    similarity=record.similarity.float().tolist(),
-                   stats=json.dumps(record.stats, sort_keys=True, allow_nan=False))
-        row.update(_encode_x(record, candidates, parent))
-        row.update(_encode_edges(record, candidates, parent))
+                   stats=json.dumps(record.stats, sort_keys=True, allow_nan=False),
+                   x_same_as=_same(candidates, "x", record.x.float(), pointers["x"]),
+                   edge_index_same_as=_same(candidates, "edge_index", record.edge_index.long(), pointers["edge_index"]))
+        if row["x_same_as"] is None:
+            row["x_indices"], row["x_values"] = _coo(record.x)
+        else:
+            pointers["x"].add(record.id)
+        if row["edge_index_same_as"] is None:
+            row["edge_index"] = record.edge_index.long().tolist()
+        else:
+            pointers["edge_index"].add(record.id)
         for name in COLUMNS:
             rows[name].append(row[name])
         known[record.id] = record
-    return pa.Table.from_pydict(rows, schema=SCHEMA)
+    table = pa.Table.from_pydict(rows, schema=SCHEMA)
+    decoded = table_to_records(table, references, source="the table being written")
+    for record, back in zip(records, decoded):
+        for name in ("x", "edge_index"):
+            if not torch.equal(getattr(record, name), getattr(back, name)):
+                raise IntegrityError(f"record {record.id}: {name} does not survive the parquet round trip")
+    return table
+
+
+# Tensor columns are read column-wise into numpy (the fast path): Python lists of 2M ints are slow.
+_TENSOR_COLUMNS = ("x_indices", "x_values", "edge_index", "y", "target_mask", "valid_mask", "similarity")
 
 
 def table_to_records(table: pa.Table, references: Mapping[str, GraphRecord] | None = None,
                      source: str = "table") -> list[GraphRecord]:
-    """Decode rows into records, resolving ``ref``/``xor`` codecs against earlier rows or ``references``."""
+    """Decode rows into records, resolving ``*_same_as`` against earlier rows or ``references``."""
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise IntegrityError(f"{source}: not a metamer-bench shard (missing columns {missing})")
     known: dict[str, GraphRecord] = dict(references or {})
+    tensors = {name: table.column(name).combine_chunks() for name in _TENSOR_COLUMNS}
     out = []
-    for row in table.to_pylist():
-        shape = (row["num_nodes"], row["num_features"])
-        n = row["num_nodes"]
+    for i, row in enumerate(table.drop_columns(list(_TENSOR_COLUMNS)).to_pylist()):
+        def array(name: str, rank: int = 1) -> np.ndarray | None:
+            value = tensors[name][i]
+            if not value.is_valid:
+                return None
+            flat = value.values if rank == 1 else value.values.flatten()
+            flat = flat.to_numpy(zero_copy_only=False)
+            if rank == 2:
+                if len(value.values) != 2 or len(value.values[0]) != len(value.values[1]):
+                    raise IntegrityError(f"{source}: record {row['id']}: {name} is not a [2, n] list")
+                return flat.reshape(2, -1)
+            return flat
 
-        def referenced(ref_id: str) -> GraphRecord:
+        def same_as(column: str, name: str) -> Tensor:
+            ref_id = row[column]
             if ref_id not in known:
-                raise IntegrityError(f"{source}: record {row['id']} refers to {ref_id!r}, which is not loaded")
-            return known[ref_id]
+                raise IntegrityError(f"{source}: record {row['id']} has {column}={ref_id!r}, which is not loaded")
+            return getattr(known[ref_id], name)
 
-        codec = row["x_codec"]
-        if codec == "ref":
-            x = referenced(row["x_ref"]).x
-        elif codec == "xor":
-            flips = _from_csr(row["x_indptr"], row["x_indices"], None, shape)
-            x = (referenced(row["x_ref"]).x != flips).float()
-        elif codec == "csr":
-            x = _from_csr(row["x_indptr"], row["x_indices"], row["x_values"], shape)
-        elif codec == "dense":
-            x = torch.tensor(row["x_values"], dtype=torch.float32).view(shape)
+        shape = (row["num_nodes"], row["num_features"])
+        if row["x_same_as"] is not None:
+            x = same_as("x_same_as", "x")
         else:
-            raise IntegrityError(f"{source}: record {row['id']} has unknown feature codec {codec!r}")
-        codec = row["edge_codec"]
-        if codec == "ref":
-            edge_index = referenced(row["edge_ref"]).edge_index
-        elif codec == "xor":
-            keys = np.setxor1d(_edge_keys(referenced(row["edge_ref"]).edge_index, n), np.asarray(row["edge_data"], dtype=np.int64))
-            edge_index = _edges_from_keys(keys, n)
-        elif codec == "upper":
-            edge_index = _upper_to_edges(np.asarray(row["edge_data"], dtype=np.int64), n)
-        elif codec == "raw":
-            edge_index = torch.tensor(row["edge_data"], dtype=torch.long).view(2, -1)
+            indices, values = array("x_indices", 2), array("x_values")
+            if indices is None or values is None or indices.shape[1] != values.size:
+                raise IntegrityError(f"{source}: record {row['id']} has neither x_same_as nor matching x_indices/x_values")
+            x = _from_coo(indices, values, shape)
+        if row["edge_index_same_as"] is not None:
+            edge_index = same_as("edge_index_same_as", "edge_index")
         else:
-            raise IntegrityError(f"{source}: record {row['id']} has unknown edge codec {codec!r}")
-        if edge_index.size(1) != row["num_edges"]:
-            raise IntegrityError(f"{source}: record {row['id']} decodes to {edge_index.size(1)} edges, expected {row['num_edges']}")
+            edges = array("edge_index", 2)
+            if edges is None:
+                raise IntegrityError(f"{source}: record {row['id']} has neither edge_index_same_as nor edge_index")
+            edge_index = torch.tensor(edges, dtype=torch.long)
+        if edge_index.size(1) != row["num_edges"] or tuple(x.shape) != shape:
+            raise IntegrityError(f"{source}: record {row['id']} decodes to x {tuple(x.shape)} and {edge_index.size(1)} "
+                                 f"edges, expected {shape} and {row['num_edges']}")
         record = GraphRecord(
             id=row["id"], role=row["role"], parent_id=row["parent_id"], dataset=row["dataset"], task=row["task"],
             reference_model=row["reference_model"], kind=row["kind"], layer=row["layer"], seed=row["seed"],
-            graph_index=row["graph_index"], x=x, edge_index=edge_index, y=torch.tensor(row["y"], dtype=torch.long),
-            target=torch.tensor(row["target_mask"], dtype=torch.bool), valid=torch.tensor(row["valid_mask"], dtype=torch.bool),
-            similarity=torch.tensor(row["similarity"], dtype=torch.float32), stats=json.loads(row["stats"]))
+            graph_index=row["graph_index"], x=x, edge_index=edge_index, y=torch.tensor(array("y"), dtype=torch.long),
+            target=torch.tensor(array("target_mask"), dtype=torch.bool),
+            valid=torch.tensor(array("valid_mask"), dtype=torch.bool),
+            similarity=torch.tensor(array("similarity"), dtype=torch.float32), stats=json.loads(row["stats"]))
         known[record.id] = record
         out.append(record)
     return out
@@ -195,9 +215,8 @@ def table_to_records(table: pa.Table, references: Mapping[str, GraphRecord] | No
 def table_bytes(table: pa.Table) -> bytes:
     """Parquet bytes, deterministic for the same table and pyarrow version."""
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", compression_level=9, use_dictionary=["id", "role", "parent_id",
-                   "dataset", "task", "reference_model", "kind", "x_codec", "x_ref", "edge_codec", "edge_ref"],
-                   write_statistics=False)
+    pq.write_table(table, sink, compression="zstd", compression_level=9, use_dictionary=_DICTIONARY,
+                   column_encoding=_ENCODINGS, write_statistics=False)
     return sink.getvalue()
 
 
