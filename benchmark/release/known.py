@@ -23,7 +23,7 @@ class KnownRelease:
 
 KNOWN_RELEASES: tuple[KnownRelease, ...] = (
     KnownRelease("metamer-bench-v1", "1.0.0",
-                 "264b20a49adfafcb59bace81057406015d17b9a8a7b311c99f5bf4f14d7fcc86",
+                 "b1cf314d48d3cf5515ed7a65b8236a06d8f1e5aaa63a110d2af85b6c047b9832",
                  {"CiteSeer": 0.707, "Cora": 0.815, "MUTAG": 0.95, "Photo": 0.898345}),
 )
 
