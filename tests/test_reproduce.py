@@ -119,5 +119,6 @@ def test_the_readme_main_command_rescored_reproduces_and_leaves_the_tree_clean(m
         assert main(argv) == 0, capsys.readouterr().out
     finally:
         torch.set_num_threads(threads)  # evaluate sets its --threads for the process
-    assert capsys.readouterr().out.startswith(f"reproduces {Path('submissions/results/gcn-baseline.json')}")
+    out = capsys.readouterr().out
+    assert out.startswith("reproduces ") and f"{Path('submissions/results/gcn-baseline.json')}: " in out, out
     assert _tree_state() == before
