@@ -66,6 +66,18 @@ def read_safetensors(path: str | os.PathLike, expected_sha256: str | None = None
     return tensors
 
 
+def _fit_problems(missing: list[str], unexpected: list[str], shapes: list[str]) -> list[str]:
+    """How a set of tensors fails to fit a model, as phrases (at most 8 names each), for one error line."""
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+    if shapes:
+        problems.append(f"shape mismatches {shapes[:8]}")
+    return problems
+
+
 def check_safetensors_header(path: str | os.PathLike, expected: dict[str, tuple[int, ...]], source: str) -> None:
     """Check a safetensors file's header against the tensors a model expects, before reading any data.
 
@@ -114,14 +126,7 @@ def check_safetensors_header(path: str | os.PathLike, expected: dict[str, tuple[
                 malformed.append(f"{name}: byte range {start}-{stop} does not hold {math.prod(expected[name])} "
                                  f"{info['dtype']} values")
             end = max(end, stop)
-    problems = []
-    if missing:
-        problems.append(f"missing tensors {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-    if unexpected:
-        problems.append(f"unexpected tensors {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-    if shapes:
-        problems.append(f"shape mismatches {shapes[:8]}")
-    problems += malformed[:8]
+    problems = _fit_problems(missing, unexpected, shapes) + malformed[:8]
     if not problems and 8 + length + end != size:
         problems.append(f"{size - 8 - length - end} bytes after the last tensor")
     if problems:
@@ -136,13 +141,7 @@ def load_state_strict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], 
     unexpected = sorted(set(tensors) - set(expected))
     shapes = sorted(f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
                     for k, v in expected.items() if k in tensors and tuple(tensors[k].shape) != tuple(v.shape))
-    problems = []
-    if missing:
-        problems.append(f"missing tensors {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-    if unexpected:
-        problems.append(f"unexpected tensors {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-    if shapes:
-        problems.append(f"shape mismatches {shapes[:8]}")
+    problems = _fit_problems(missing, unexpected, shapes)
     if problems:
         raise IntegrityError(f"{source}: weights do not fit the declared config ({'; '.join(problems)})")
     cast = {k: tensors[k].to(expected[k].dtype) for k in expected}

@@ -42,3 +42,16 @@ def trained_gcn(cora):
     from benchmark.training import train_model
 
     return train_model(cora, default_config("gcn", cora.num_features, cora.num_classes), seed=0)
+
+
+@pytest.fixture()
+def synthetic_results_rank(monkeypatch):
+    """Let ``metamer-bench leaderboard`` render synthetic results files of synthetic releases.
+
+    Rendering and staleness tests run the CLI on hand-made results with no submission folder and
+    made-up release hashes, which provenance refuses by design (that refusal is tested, on copies of
+    the real entries, in tests/test_integrity.py). Only the provenance step is switched off here.
+    """
+    import benchmark.leaderboard.provenance as provenance
+
+    monkeypatch.setattr(provenance, "check_provenance", lambda results_dir, submissions_dir=None: None)

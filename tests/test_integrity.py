@@ -58,7 +58,7 @@ def test_a_hand_written_results_file_without_a_submission_does_not_rank(board, t
         check_provenance(results)
     rc = main(["leaderboard", "--results", str(results), "--markdown", str(tmp_path / "LB.md"),
                "--out", str(tmp_path / "lb")])
-    assert rc == 2 and "totally-sota.json: no submission folder" in capsys.readouterr().err
+    assert rc == 1 and "totally-sota.json: no submission folder" in capsys.readouterr().err
     assert not (tmp_path / "LB.md").exists()
 
 

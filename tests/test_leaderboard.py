@@ -238,7 +238,7 @@ def cli(tmp_path, results_dir, *extra):
                  "--out", str(tmp_path / "leaderboard"), *extra])
 
 
-def test_check_passes_when_fresh_and_fails_when_stale(tmp_path, results_dir, capsys):
+def test_check_passes_when_fresh_and_fails_when_stale(tmp_path, results_dir, capsys, synthetic_results_rank):
     assert cli(tmp_path, results_dir, "--check") == 1  # nothing written yet
     assert "missing" in capsys.readouterr().err
     assert cli(tmp_path, results_dir) == 0
@@ -255,7 +255,7 @@ def test_check_passes_when_fresh_and_fails_when_stale(tmp_path, results_dir, cap
     assert cli(tmp_path, results_dir) == 0 and cli(tmp_path, results_dir, "--check") == 0
 
 
-def test_check_catches_a_hand_edit_and_a_dropped_release(tmp_path, results_dir, capsys):
+def test_check_catches_a_hand_edit_and_a_dropped_release(tmp_path, results_dir, capsys, synthetic_results_rank):
     assert cli(tmp_path, results_dir) == 0
     md = tmp_path / "LEADERBOARD.md"
     md.write_text(md.read_text().replace("mlp-baseline", "mlp-winner"))
@@ -304,7 +304,7 @@ def _browser_script():
     return module
 
 
-def test_page_in_a_headless_browser(tmp_path, results_dir):
+def test_page_in_a_headless_browser(tmp_path, results_dir, synthetic_results_rank):
     """Load the page in Chromium: rows match the JSON, plots load, a screenshot is taken.
 
     Skipped where no Chromium is installed (CI installs it: `apt-get install -y chromium`).

@@ -131,7 +131,8 @@ def test_panel_of_another_manifest_is_refused(tmp_path):
         render(tmp_path, folder)
 
 
-def test_panel_of_a_release_without_results_is_stale_and_removed(tmp_path, results_dir, capsys):
+def test_panel_of_a_release_without_results_is_stale_and_removed(tmp_path, results_dir, capsys,
+                                                                    synthetic_results_rank):
     other = {**RELEASE, "version": "0.9.0"}
     orphan = panel_path(results_dir, ReleaseKey(**other).slug)
     atomic_write_json(orphan, panel_doc(other))

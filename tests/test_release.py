@@ -275,14 +275,14 @@ def test_hugging_face_load_dataset_gives_graphs_equal_to_the_pyg_loader(built, t
     _hf_offline(monkeypatch, tmp_path)
     records = {r.id: r for s in load_frozen_sets(built) for r in s.originals + s.variants}
     records |= {r.id: r for name in ("Cora", "MUTAG") for r in read_records(built / f"data/bases/{name}.parquet")}
-    default = datasets.load_dataset(str(built), split="train")
+    default = datasets.load_dataset(str(built), split="train", cache_dir=str(tmp_path / "hf"))
     assert sorted(default["id"]) == sorted(records)
     declared = datasets.Features._from_yaml_list(read_card(built)["dataset_info"][0]["features"])
     schema = datasets.Features.from_arrow_schema(pq.read_schema(built / "data/Cora/gcn-feature.parquet"))
     assert list(default.features) == COLUMNS and default.features == schema == declared
     assert [info["features"] for info in read_card(built)["dataset_info"]] == [hf_features()] * 4
     for name in ("Cora", "MUTAG"):
-        rows = datasets.load_dataset(str(built), name, split="train")
+        rows = datasets.load_dataset(str(built), name, split="train", cache_dir=str(tmp_path / "hf"))
         assert set(rows["dataset"]) == {name}
         by_id = {r["id"]: r for r in rows}
         assert set(by_id) == {rid for rid, r in records.items() if r.dataset == name}
@@ -324,7 +324,7 @@ def test_the_shipped_release_is_a_hugging_face_dataset(tmp_path, monkeypatch):
     assert sorted(names) == sorted(read_manifest(SHIPPED)["generator"]["config"]["datasets"])
     assert card["configs"] == hf_configs(names)
     assert [info["features"] for info in card["dataset_info"]] == [hf_features()] * len(card["configs"])
-    rows = datasets.load_dataset(str(SHIPPED), "MUTAG", split="train")
+    rows = datasets.load_dataset(str(SHIPPED), "MUTAG", split="train", cache_dir=str(tmp_path / "hf"))
     recipe = _card_recipe(SHIPPED)
     recipe["by_id"] = {r["id"]: r for r in rows}
     records = {r.id: r for s in load_frozen_sets(SHIPPED, dataset="MUTAG") for r in s.originals + s.variants}

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from benchmark.commands import as_check, existing_dir
+    from benchmark.devices import check_device
     from benchmark.release.locate import resolve_release
 
     if args.threads < 1:
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     existing_dir(args.entry, "submission folder")
+    check_device(args.device)  # an unavailable --device is a bad option value (exit 2), not a failed run
     release = resolve_release(args.release)
     with as_check():  # from here on the inputs exist: a refusal or a failed hash fails the run
         result = evaluate_submission(args.entry, release, num_bootstrap=args.bootstrap, device=args.device,

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     # explicitly named one must.
     default_results = args.results == Path("submissions/results")
     if args.results.is_dir():
-        # Only results produced by scoring a submission of a known release may rank (see provenance.py).
+        # Only results produced by scoring a submission of a known release may rank (provenance.py);
+        # a refused file is an IntegrityError (exit 1), an unreadable one a UserError (exit 2).
         check_provenance(args.results)
     if args.check and args.release:
         raise UserError("--check writes nothing, so it cannot compute panels; drop --release or --check")

@@ -16,7 +16,7 @@ from torch_geometric.data import Data
 
 from benchmark.errors import unknown_choice
 from benchmark.release.locate import resolve_release
-from benchmark.release.manifest import read_manifest, verify_files
+from benchmark.release.manifest import MANIFEST_NAME, read_manifest, verify_files
 from benchmark.release.records import ROLES, FrozenSet, GraphRecord
 from benchmark.release.shards import read_records
 
@@ -93,4 +93,11 @@ def hf_dataset(release: str | os.PathLike | None = None, config: str = "default"
         raise unknown_choice("config", config, valid)
     if verify:
         verify_files(root, manifest)
-    return datasets.load_dataset(str(root), config, split="train")
+    # Hugging Face keys its cache of a local folder by the folder's name, not its content: a rebuilt
+    # or re-downloaded release at the same path would be served from the stale cache. Key it by the
+    # manifest's hash instead (the manifest hashes every file).
+    from benchmark.files import sha256_file
+    from benchmark.graphs import default_cache_dir
+
+    cache = default_cache_dir() / "hf" / sha256_file(root / MANIFEST_NAME)[:16]
+    return datasets.load_dataset(str(root), config, split="train", cache_dir=str(cache))
