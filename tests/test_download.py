@@ -177,6 +177,17 @@ def test_a_file_that_does_not_match_its_hash_is_refused_and_nothing_is_left(serv
     assert not [p for p in target.rglob("*") if p.name.endswith(".part")]
 
 
+def test_a_file_larger_than_its_manifest_size_is_aborted_and_discarded(server, source, tmp_path):
+    """A server sending a 507 MiB file the manifest lists at 363 KB must not fill the disk: the
+    download stops as soon as the bytes exceed the listed size (here: 64 extra bytes)."""
+    (source / BIG).write_bytes((source / BIG).read_bytes() + b"x" * 64)
+    target = tmp_path / "got"
+    with pytest.raises(IntegrityError, match=r"data/big\.bin: the server sent more than the \d+ bytes the manifest"):
+        download_release("v7", server().url, target, retries=0, backoff=0)
+    assert not (target / BIG).exists() and not (target / MANIFEST_NAME).exists()
+    assert not [p for p in target.rglob("*") if p.name.endswith(".part")]
+
+
 def test_a_missing_file_is_an_input_error_not_retried(server, source, tmp_path):
     srv = server()
     with pytest.raises(UserError, match="HTTP 404") as err:

@@ -97,6 +97,7 @@ class _HttpSource:
                 offset = 0  # a fresh request, or a server that ignored Range: read from the start
             bar.reset(total=size)
             bar.update(offset)
+            written = offset
             with open(part, "ab" if resumed else "wb") as out:
                 while True:
                     try:
@@ -105,6 +106,12 @@ class _HttpSource:
                         raise _Transient(f"response cut short ({err!r})") from err
                     if not chunk:
                         break
+                    written += len(chunk)
+                    if size is not None and written > size:  # stop at once: never store more than listed
+                        out.close()
+                        part.unlink(missing_ok=True)
+                        raise IntegrityError(f"{url}: the server sent more than the {size} bytes the manifest "
+                                             "lists for this file; aborted and discarded")
                     out.write(chunk)
                     bar.update(len(chunk))
         got = part.stat().st_size
