@@ -54,6 +54,12 @@ class DatasetSpec:
     split: str  # "public", "geom-gcn" or "seeded"
     citation: str = ""
     license: str = ""
+    # Seeded graph splits: (train, val) fractions per class; the rest is the test split. Release v2
+    # needs >= 300 test graphs per graph set (bootstrap CIs over 20 MUTAG graphs degenerate).
+    fractions: tuple[float, float] = (0.8, 0.1)
+    # Datasets without node features (IMDB): every node gets the constant feature 1, so a model
+    # can only read the structure.
+    constant_features: bool = False
 
 
 def _planetoid(root: Path, name: str):
@@ -114,8 +120,16 @@ REGISTRY: dict[str, DatasetSpec] = {
         *[
             DatasetSpec(name, "graph", (name,), tuple(f"{name}_{s}.txt" for s in ("A", "graph_indicator", "graph_labels")),
                         _tu, name, "seeded", _TU, "research use (TU Dortmund collection)")
-            for name in ("MUTAG", "PROTEINS", "ENZYMES", "NCI1")
+            for name in ("MUTAG", "ENZYMES")
         ],
+        *[
+            DatasetSpec(name, "graph", (name,), tuple(f"{name}_{s}.txt" for s in ("A", "graph_indicator", "graph_labels")),
+                        _tu, name, "seeded", _TU, "research use (TU Dortmund collection)", fractions=(0.6, 0.1))
+            for name in ("PROTEINS", "NCI1")
+        ],
+        DatasetSpec("IMDB-BINARY", "graph", ("IMDB-BINARY",), tuple(f"IMDB-BINARY_{s}.txt" for s in ("A", "graph_indicator", "graph_labels")),
+                    _tu, "IMDB-BINARY", "seeded", _TU + "; Yanardag and Vishwanathan. Deep Graph Kernels. KDD 2015",
+                    "research use (TU Dortmund collection)", fractions=(0.6, 0.1), constant_features=True),
     ]
 }
 
@@ -233,8 +247,8 @@ def _seeded_graph_split(y: np.ndarray, seed: int, fractions=(0.8, 0.1)) -> dict[
 SPLIT_SEED = 0
 
 
-def seeded_split(name: str, labels: np.ndarray, task: str) -> dict[str, torch.Tensor]:
-    """The shipped split file for ``name``; created (seed 0) only if the package lacks it."""
+def seeded_split(name: str, labels: np.ndarray, task: str, fractions: tuple[float, float] = (0.8, 0.1)) -> dict[str, torch.Tensor]:
+    """The shipped split file for ``name``; created (seed 0, graph tasks: ``fractions``) only if the package lacks it."""
     path = SPLIT_DIR / f"{name}.json"
     if path.exists():
         stored = read_json(path)
@@ -242,8 +256,13 @@ def seeded_split(name: str, labels: np.ndarray, task: str) -> dict[str, torch.Te
             raise UserError(f"{path} was made for {stored['num_items']} items, but {name} has {len(labels)}")
         split = stored["split"]
     else:
-        split = (_seeded_node_split if task == "node" else _seeded_graph_split)(labels, SPLIT_SEED)
-        atomic_write_json(path, {"dataset": name, "seed": SPLIT_SEED, "num_items": len(labels), "split": split})
+        if task == "node":
+            split = _seeded_node_split(labels, SPLIT_SEED)
+            meta = {}
+        else:
+            split = _seeded_graph_split(labels, SPLIT_SEED, fractions)
+            meta = {"fractions": list(fractions)}
+        atomic_write_json(path, {"dataset": name, "seed": SPLIT_SEED, **meta, "num_items": len(labels), "split": split})
     return {k: torch.tensor(v, dtype=torch.long) for k, v in split.items()}
 
 
@@ -281,8 +300,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     else:
         graphs = [g for g in dataset]
         for g in graphs:
-            g.x = g.x.float()
+            g.x = torch.ones(g.num_nodes, 1) if spec.constant_features or g.x is None else g.x.float()
         labels = np.array([int(g.y) for g in graphs])
-        split = seeded_split(spec.name, labels, "graph")
+        split = seeded_split(spec.name, labels, "graph", spec.fractions)
         num_classes = int(labels.max()) + 1
     return GraphDataset(spec.name, spec.task, graphs, int(graphs[0].x.size(1)), num_classes, split)

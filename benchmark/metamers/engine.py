@@ -28,8 +28,9 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from benchmark.errors import UserError, unknown_choice
-from benchmark.metamers.feature import BinaryFeatures, ContinuousFeatures, sparse_input
+from benchmark.metamers.feature import BinaryFeatures, ContinuousFeatures, quantize, sparse_input
 from benchmark.metamers.options import KINDS, MetamerOptions
+from benchmark.vocabulary import EDGE_KINDS, FEATURE_KINDS
 from benchmark.metamers.structure import (
     EdgeLogits,
     original_pairs,
@@ -142,8 +143,9 @@ def _check_kind(kind: str) -> None:
 
 
 def _feature_param(problems: list[_Problem], union: _Union, opts: MetamerOptions, freq: Tensor,
-                   device: torch.device) -> BinaryFeatures | ContinuousFeatures:
-    binary = {"auto": is_binary(union.x), "binary": True, "continuous": False}[opts.features]
+                   device: torch.device, kind: str) -> BinaryFeatures | ContinuousFeatures:
+    mode = "continuous" if kind == "continuous" else opts.features
+    binary = {"auto": is_binary(union.x), "binary": True, "continuous": False}[mode]
     if binary and not is_binary(union.x):
         raise UserError("features='binary' needs 0/1 features; this graph has other values (use 'continuous')")
     if binary:
@@ -171,7 +173,7 @@ def _feature_param(problems: list[_Problem], union: _Union, opts: MetamerOptions
 def _edge_param(problems: list[_Problem], union: _Union, opts: MetamerOptions,
                 device: torch.device) -> tuple[EdgeLogits, Tensor, list[int]]:
     """Candidate pairs of every problem (global node ids, ``[C, 2]``) and their logits."""
-    cands, segs, counts, inits, sizes = [], [], [], [], []
+    cands, segs, counts, inits, sizes, budgets, origs = [], [], [], [], [], [], []
     for i, (p, off) in enumerate(zip(problems, union.offsets)):
         # A stream of its own, so a joint run's edges match a structure run's for the same seed.
         g = torch.Generator().manual_seed(_generator(p.seed, p.graph_index).initial_seed() ^ 0x5151)
@@ -183,8 +185,18 @@ def _edge_param(problems: list[_Problem], union: _Union, opts: MetamerOptions,
         segs.append(torch.full((cand.size(0),), i, dtype=torch.long))
         counts.append(min(pairs.size(0), cand.size(0)))
         sizes.append(cand.size(0))
+        # At least one edit, so a small graph's budget is never zero.
+        budgets.append(max(1, int(round(opts.edge_budget * pairs.size(0)))) if pairs.size(0) else 0)
+        is_orig = torch.zeros(cand.size(0), dtype=torch.bool)
+        if opts.include_original_edges:
+            is_orig[: pairs.size(0)] = True  # sample_candidates lists the original edges first
+        origs.append(is_orig)
+    budgeted = opts.edge_budget > 0 and opts.edges == "binary"
+    if opts.edge_budget > 0 and not (opts.include_original_edges and opts.edges == "binary"):
+        raise UserError("option edge_budget needs edges='binary' and include_original_edges=True")
     param = EdgeLogits(torch.cat(inits), torch.cat(segs), torch.tensor(counts), opts.edges, opts.slope,
-                       opts.edge_count_weight).to(device)
+                       opts.edge_count_weight, budget=torch.tensor(budgets) if budgeted else None,
+                       original=torch.cat(origs) if budgeted else None).to(device)
     return param, torch.cat(cands).to(device), sizes
 
 
@@ -197,8 +209,8 @@ def _cosine_lr(step: int, total: int, lr: float, final: float) -> float:
 class _Reference:
     """The original graphs' activations at ``layer`` and what the loss needs from them (no gradient)."""
 
-    h: Tensor  # [N, d] every node of the union
-    h_loss: Tensor  # [n_loss, d] the loss nodes' rows (``h`` itself when the loss runs over all nodes)
+    h: Tensor  # [R, d] every row of the stage's output: a node (hidden stages, node logits) or a graph (graph logits)
+    h_loss: Tensor  # [n_loss, d] the loss rows (``h`` itself when the loss runs over every row)
     loss_owner: Tensor  # [n_loss] problem id of each loss row
     denom: Tensor  # [P] sum of squared norms of each problem's loss rows (the relative loss's divisor)
     unit: Tensor | None  # [n_loss, d] centred, unit-norm rows for the Pearson term (None: term off)
@@ -261,10 +273,15 @@ class _Run:
         self.union = union = _Union(problems, device)
         self.num = num = len(problems)
         self.batch = union.owner if (model.config.task == "graph" or num > 1) else None
+        # Rows of the stage's output the loss runs over: None = every row. A graph task's logits
+        # have one row per graph, i.e. per problem, and every one is in the loss.
+        graph_rows = model.config.task == "graph" and layer == model.logits_stage
+        self.loss_rows = None if (union.all_nodes or graph_rows) else union.loss_nodes
+        self.row_owner = torch.arange(num, device=device) if graph_rows else union.owner
         self.ref = self._reference()
-        self.feat = _feature_param(problems, union, opts, freq, device) if kind in ("feature", "joint") else None
+        self.feat = _feature_param(problems, union, opts, freq, device, kind) if kind in FEATURE_KINDS else None
         self.edges, self.cand, self.cand_sizes = (_edge_param(problems, union, opts, device)
-                                                  if kind in ("structure", "joint") else (None, None, []))
+                                                  if kind in EDGE_KINDS else (None, None, []))
         # Both directions of every candidate pair, fixed all run long.
         self.cand_index = torch.cat([self.cand.t(), self.cand.t().flip(0)], 1) if self.edges is not None else None
         groups = []
@@ -285,9 +302,10 @@ class _Run:
     def _reference(self) -> _Reference:
         union, num = self.union, self.num
         with torch.no_grad():
-            h = self.model.embed(union.x, union.edge_index, batch=self.batch, layer=self.layer)
-            h_loss = h if union.all_nodes else h[union.loss_nodes]
-            loss_owner = union.owner if union.all_nodes else union.owner[union.loss_nodes]
+            h = self.model.stage(union.x, union.edge_index, batch=self.batch, stage=self.layer)
+            rows = self.loss_rows
+            h_loss = h if rows is None else h[rows]
+            loss_owner = self.row_owner if rows is None else self.row_owner[rows]
             denom = torch.zeros(num, device=self.device).index_add_(0, loss_owner, (h_loss**2).sum(1)).clamp(min=1e-12)
             unit = loss_counts = None
             if self.opts.pearson_weight > 0:
@@ -311,12 +329,12 @@ class _Run:
 
     def objective(self, h: Tensor) -> tuple[Tensor, Tensor]:
         """Per-problem ``(objective, L_rel)`` of activations ``h [N, d]``."""
-        ref, union, num = self.ref, self.union, self.num
-        diff = h - ref.h if union.all_nodes else h[union.loss_nodes] - ref.h_loss
+        ref, rows, num = self.ref, self.loss_rows, self.num
+        diff = h - ref.h if rows is None else h[rows] - ref.h_loss
         per_problem = torch.zeros(num, device=self.device).index_add_(0, ref.loss_owner, (diff * diff).sum(1)) / ref.denom
         objective = per_problem
         if ref.unit is not None:
-            h_loss = h if union.all_nodes else h[union.loss_nodes]
+            h_loss = h if rows is None else h[rows]
             centred = h_loss - h_loss.mean(1, keepdim=True)
             r = (centred * ref.unit).sum(1) / centred.norm(dim=1).clamp(min=1e-12)
             objective = objective + self.opts.pearson_weight * torch.zeros(num, device=self.device).index_add_(
@@ -334,7 +352,7 @@ class _Run:
         x, ei, ew, reg = self.inputs()
         if holder is not None and feat is not None:
             holder.x, holder.idx, holder.keep = x, feat.idx, feat.keep
-        h = self.model.embed(x, ei, ew, batch=self.batch, layer=self.layer)
+        h = self.model.stage(x, ei, ew, batch=self.batch, stage=self.layer)
         objective, per_problem = self.objective(h)
         total = objective.sum() + reg
         losses, rel = objective.detach(), per_problem.detach()
@@ -418,6 +436,8 @@ class _Run:
             x_best = torch.zeros_like(union.x).scatter_(1, best.features["idx"], best.features["keep"]).cpu()
         elif feat is not None:
             x_best = best.features["x"].cpu()
+            if opts.continuous_levels:  # what is stored is the metamer: quantise before anything reads it
+                x_best = quantize(x_best, feat.lo.cpu(), feat.hi.cpu(), opts.continuous_levels)
         else:
             x_best = union.x.cpu()
         cand_cpu = self.cand.cpu() if self.cand is not None else None
@@ -492,9 +512,10 @@ def generate_metamers(model: GraphModel, graphs: Data | list[Data], kind: str, s
     Args:
         model: a trained zoo model (any arch, node or graph task); kept in eval mode, unchanged.
         graphs: ``Data`` with ``x [N, F]`` and ``edge_index [2, E]``, or a list of them.
-        kind: "feature", "structure" or "joint".
+        kind: "feature", "continuous", "structure" or "joint".
         seeds: restart seeds; results are ordered seed-major, then graph.
-        layer: hidden layer to match (default: the last, the head's input).
+        layer: stage to match: a hidden layer ``1..L`` or the logits ``L + 1`` (default: the last
+            hidden layer, the head's input).
         loss_nodes: node indices (per graph) the loss runs over; None: all nodes (or, with
             option ``nodes="target"``, this must be given).
         graph_indices: dataset indices of ``graphs`` (seed the per-graph random streams).
@@ -504,7 +525,7 @@ def generate_metamers(model: GraphModel, graphs: Data | list[Data], kind: str, s
     """
     _check_kind(kind)
     opts = MetamerOptions.from_kwargs(**options)
-    layer = model.check_layer(layer)
+    layer = model.check_stage(layer)
     graph_list = _as_graphs(graphs)
     if not graph_list:
         raise UserError("no graphs given")

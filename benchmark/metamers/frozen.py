@@ -12,8 +12,16 @@ from benchmark.graphs import GraphDataset
 from benchmark.metamers.engine import MetamerResult, feature_frequency, frozen, generate_metamers
 from benchmark.metamers.options import KINDS, MetamerOptions
 from benchmark.metamers.structure import pairs_to_edge_index, original_pairs
-from benchmark.metamers.twins import far_twin, near_twin
-from benchmark.metamers.validity import Validity, graph_validity, null_threshold, validity_from_activations
+from benchmark.metamers.twins import far_twin, matched_far_twin, moved_words, near_twin
+from benchmark.metamers.validity import (
+    CRITERIA,
+    StageCriterion,
+    Validity,
+    graph_stage_outputs,
+    graph_validity,
+    null_threshold,
+    validity_from_activations,
+)
 from benchmark.metrics.distances import feature_cosine, feature_distances, structure_distances, wl_node_similarity
 from benchmark.models import GraphModel
 from benchmark.release.records import FrozenSet, GraphRecord
@@ -54,9 +62,39 @@ def _distances(x: Tensor, edge_index: Tensor, x2: Tensor, edge_index2: Tensor) -
     return {**feature_distances(x, x2), **structure}
 
 
+PROTOCOLS = ("v1", "v2")
+# Controls verdict of a set (DESIGN 3): the criterion must pass near twins and fail far twins.
+NEAR_MIN, FAR_MAX, VALIDITY_GOAL = 0.95, 0.05, 0.90
+
+
 @torch.no_grad()
 def _node_outputs(model: GraphModel, x: Tensor, edge_index: Tensor, layer: int) -> tuple[Tensor, Tensor]:
-    return model.embed(x, edge_index, layer=layer), model(x, edge_index).argmax(-1)
+    return model.stage(x, edge_index, stage=layer), model(x, edge_index).argmax(-1)
+
+
+def edge_homophily(edge_index: Tensor, y: Tensor) -> float:
+    """Share of edges whose endpoints have the same label (node tasks), NaN without edges."""
+    if edge_index.size(1) == 0:
+        return float("nan")
+    return float((y[edge_index[0]] == y[edge_index[1]]).float().mean())
+
+
+def _edit_stats(kind: str, x: Tensor, edge_index: Tensor, x2: Tensor, edge_index2: Tensor, y: Tensor | None) -> dict:
+    """What a variant changed, in the units its far twin is matched on (protocol v2)."""
+    out: dict = {}
+    if kind in ("feature", "continuous", "joint"):
+        out["moved_words"] = int(moved_words(x, x2).sum())
+        out["feature_l2"] = float((x2 - x).norm())
+    if kind in ("structure", "joint"):
+        from benchmark.metrics.distances import undirected_pairs
+
+        n = x.size(0)
+        a, b = undirected_pairs(edge_index, n), undirected_pairs(edge_index2, n)
+        out["edges_removed"] = int((~torch.isin(a, b)).sum())
+        out["edges_added"] = int((~torch.isin(b, a)).sum())
+        if y is not None:
+            out["edge_homophily"] = edge_homophily(edge_index2, y)
+    return out
 
 
 def _rel_loss(h: Tensor, h2: Tensor, nodes: Tensor | None = None) -> float:
@@ -88,7 +126,8 @@ def _check(dataset: GraphDataset, model: GraphModel, kind: str, seeds: list[int]
 
 
 def make_frozen_set(dataset: GraphDataset, model: GraphModel, reference_model: str, kind: str, seeds: list[int],
-                    layer: int | None = None, progress: bool = True, **options) -> FrozenSet:
+                    layer: int | None = None, progress: bool = True, protocol: str = "v1",
+                    validity: str = "centred", validity_quantile: float = 0.99, **options) -> FrozenSet:
     """Metamers of ``dataset`` for ``model`` plus near/far twins, as one :class:`FrozenSet`.
 
     Node tasks: one original record (target = the split's test nodes) and per seed a metamer,
@@ -97,24 +136,39 @@ def make_frozen_set(dataset: GraphDataset, model: GraphModel, reference_model: s
     Graph tasks: the same per *test* graph (``valid``/``y`` of shape ``[1]``).
     ``options`` are :class:`~benchmark.metamers.options.MetamerOptions` fields; record ids are
     deterministic (``"Cora/gcn/feature/L1/s0/metamer"``, graph tasks add ``"/g17"``).
+
+    ``protocol="v1"`` reproduces release v1 (random-pair null on raw activations, far twin = the
+    optimisation's start, near twins of 1%). ``protocol="v2"`` (release v2, DESIGN 3): validity
+    by ``validity`` (a :data:`~benchmark.metamers.validity.CRITERIA` name, default ``centred``, its
+    null at ``validity_quantile``: 0.99, docs/validity_v2.md),
+    far twins matched to the metamer's input distance, near twins of one change on graph tasks,
+    edit counts and homophily recorded per variant, and ``layer`` may be the logits stage.
     """
     _check(dataset, model, kind, list(seeds))
+    if protocol not in PROTOCOLS:
+        raise unknown_choice("protocol", protocol, PROTOCOLS)
+    if not 0.5 <= float(validity_quantile) < 1:
+        raise UserError(f"validity_quantile must lie in [0.5, 1), got {validity_quantile!r}")
+    if validity not in CRITERIA:
+        raise unknown_choice("validity criterion", validity, CRITERIA)
+    if protocol == "v1" and (kind == "continuous" or (layer or 0) > model.num_hidden_layers):
+        raise UserError("continuous metamers and the logits stage need protocol='v2'")
     opts = MetamerOptions.from_kwargs(**options)
     if opts.edges == "weighted" and kind != "feature":
         raise UserError("frozen sets store binary edges; edges='weighted' is for generate_metamers only")
-    layer = model.check_layer(layer)
+    layer = model.check_stage(layer)
     key = f"{dataset.name}/{reference_model}/{kind}/L{layer}"
     with frozen(model):
         if dataset.task == "node":
             originals, variants = _node_records(dataset, model, reference_model, kind, list(seeds), layer, progress,
-                                                key, opts, options)
+                                                key, opts, options, protocol, (validity, validity_quantile))
         else:
             originals, variants = _graph_records(dataset, model, reference_model, kind, list(seeds), layer, progress,
-                                                 key, options)
+                                                 key, opts, options, protocol, (validity, validity_quantile))
     return FrozenSet(dataset.name, dataset.task, reference_model, kind, layer, originals, variants)
 
 
-def _node_records(dataset, model, reference_model, kind, seeds, layer, progress, key, opts, options):
+def _node_records(dataset, model, reference_model, kind, seeds, layer, progress, key, opts, options, protocol, validity):
     data = dataset.data
     n = data.num_nodes
     x, edge_index = data.x.float(), pairs_to_edge_index(original_pairs(data.edge_index, n))
@@ -125,24 +179,37 @@ def _node_records(dataset, model, reference_model, kind, seeds, layer, progress,
     target[target_idx] = True
     loss_nodes = target_idx if opts.nodes == "target" else None
     h, pred = _node_outputs(model, x, edge_index, layer)
-    threshold = null_threshold(h)
+    if protocol == "v1":
+        threshold = null_threshold(h)
+
+        def check(h2, pred2):
+            return validity_from_activations(h, h2, pred, pred2, threshold)
+    else:
+        criterion = StageCriterion.fit(validity[0], h, validity[1])
+        threshold = criterion.threshold
+
+        def check(h2, pred2):
+            return criterion.check(h, h2, pred, pred2, h_population=h)
     common = dict(dataset=dataset.name, task="node", reference_model=reference_model, kind=kind, layer=layer,
                   graph_index=0, y=data.y.clone())
     original = GraphRecord(id=f"{key}/original", role="original", parent_id=None, seed=-1, x=x, edge_index=edge_index,
                            target=target, valid=target.clone(), similarity=torch.ones(n), stats={}, **common)
-    original.stats = _clean({"null_threshold": threshold, "num_target": int(target.sum())})
+    original.stats = _clean({"null_threshold": threshold, "num_target": int(target.sum()),
+                             **({"validity_criterion": validity[0], "validity_quantile": validity[1], "protocol": protocol,
+                                 "edge_homophily": edge_homophily(edge_index, data.y)} if protocol == "v2" else {})})
     results = generate_metamers(model, Data(x=x, edge_index=edge_index, num_nodes=n), kind, seeds, layer,
                                 loss_nodes=loss_nodes, progress=progress, **options)
     variants = []
     for result in results:
         s = result.seed
-        twins = {"metamer": (result.x, result.edge_index), "near": near_twin(x, edge_index, kind, s),
-                 "far": far_twin(result)}
+        far = far_twin(result) if protocol == "v1" else matched_far_twin(
+            x, edge_index, result.x, result.edge_index, kind, s, opts.candidate_source, opts.continuous_levels)
+        twins = {"metamer": (result.x, result.edge_index), "near": near_twin(x, edge_index, kind, s), "far": far}
         checks: dict[str, Validity] = {}
         outs = {}
         for role, (x2, e2) in twins.items():
             h2, pred2 = _node_outputs(model, x2, e2, layer)
-            checks[role] = validity_from_activations(h, h2, pred, pred2, threshold)
+            checks[role] = check(h2, pred2)
             outs[role] = h2
         valid = checks["metamer"].mask & target
         for role, (x2, e2) in twins.items():
@@ -152,6 +219,8 @@ def _node_records(dataset, model, reference_model, kind, seeds, layer, progress,
                      "same_prediction_rate": float(check.same_prediction[target_idx].float().mean()),
                      "pearson_mean": float(check.pearson[target_idx].mean()), "null_threshold": threshold,
                      **_distances(x, edge_index, x2, e2)}
+            if protocol == "v2":
+                stats.update(_edit_stats(kind, x, edge_index, x2, e2, data.y))
             if role == "metamer":
                 stats.update(_metamer_stats(result))
             variants.append(GraphRecord(
@@ -161,7 +230,7 @@ def _node_records(dataset, model, reference_model, kind, seeds, layer, progress,
     return [original], variants
 
 
-def _graph_records(dataset, model, reference_model, kind, seeds, layer, progress, key, options):
+def _graph_records(dataset, model, reference_model, kind, seeds, layer, progress, key, opts, options, protocol, validity):
     test = dataset.index("test").tolist()
     graphs = [dataset.graphs[i] for i in test]
     clean = [Data(x=g.x.float(), edge_index=pairs_to_edge_index(original_pairs(g.edge_index, g.num_nodes)),
@@ -169,8 +238,25 @@ def _graph_records(dataset, model, reference_model, kind, seeds, layer, progress
     freq = feature_frequency([g.x for g in dataset.graphs])
     # Null: pooled activations of random pairs of distinct graphs of the whole dataset.
     null_graphs = [Data(x=g.x.float(), edge_index=g.edge_index, num_nodes=g.num_nodes) for g in dataset.graphs]
-    base = graph_validity(model, clean, clean, layer, null_graphs=null_graphs)
-    threshold = base.threshold
+    if protocol == "v1":
+        base = graph_validity(model, clean, clean, layer, null_graphs=null_graphs)
+        threshold = base.threshold
+
+        def check_graphs(variants):
+            return graph_validity(model, clean, variants, layer, threshold=threshold)
+    else:
+        # Population: every graph of the dataset at the matched stage (pooled hidden, or logits).
+        population, _ = graph_stage_outputs(model, null_graphs, layer)
+        h_test, pred_test = graph_stage_outputs(model, clean, layer)
+        criterion = StageCriterion.fit(validity[0], population, validity[1])
+        threshold = criterion.threshold
+        # The centre is a statistic of the whole dataset, which the release does not hold: stored so
+        # that `verify` can recompute validity from the release alone. Kept at full float32 precision.
+        centre = [float(v) for v in criterion.centre.view(-1)] if criterion.centre is not None else None
+
+        def check_graphs(variants):
+            h2, pred2 = graph_stage_outputs(model, variants, layer)
+            return criterion.check(h_test, h2, pred_test, pred2, h_population=population)
     originals = []
     for g, gi in zip(clean, test):
         n = g.num_nodes
@@ -178,7 +264,9 @@ def _graph_records(dataset, model, reference_model, kind, seeds, layer, progress
             id=f"{key}/original/g{gi}", role="original", parent_id=None, dataset=dataset.name, task="graph",
             reference_model=reference_model, kind=kind, layer=layer, seed=-1, graph_index=gi, x=g.x,
             edge_index=g.edge_index, y=g.y, target=torch.ones(n, dtype=torch.bool), valid=torch.ones(1, dtype=torch.bool),
-            similarity=torch.ones(n), stats=_clean({"null_threshold": threshold})))
+            similarity=torch.ones(n), stats=_clean({"null_threshold": threshold, **(
+                {"validity_criterion": validity[0], "validity_quantile": validity[1], "protocol": protocol, "centre": centre}
+                if protocol == "v2" else {})})))
     results = generate_metamers(model, clean, kind, seeds, layer, graph_indices=test, feature_freq=freq,
                                 progress=progress, **options)
     by_seed: dict[int, list[MetamerResult]] = {}
@@ -187,13 +275,20 @@ def _graph_records(dataset, model, reference_model, kind, seeds, layer, progress
     variants = []
     for s in seeds:
         group = by_seed[s]
-        near = [near_twin(g.x, g.edge_index, kind, s * 100_003 + gi) for g, gi in zip(clean, test)]
+        # v2: one change per graph (one atom type, one bond), whatever the graph's size.
+        near = [near_twin(g.x, g.edge_index, kind, s * 100_003 + gi, count=1 if protocol == "v2" else None)
+                for g, gi in zip(clean, test)]
+        if protocol == "v1":
+            fars = [(r.start_x, r.start_edge_index) for r in group]
+        else:
+            fars = [matched_far_twin(g.x, g.edge_index, r.x, r.edge_index, kind, s * 100_003 + gi, opts.candidate_source,
+                                     opts.continuous_levels) for g, gi, r in zip(clean, test, group)]
         versions = {
             "metamer": [Data(x=r.x, edge_index=r.edge_index, num_nodes=g.num_nodes) for r, g in zip(group, clean)],
             "near": [Data(x=x2, edge_index=e2, num_nodes=g.num_nodes) for (x2, e2), g in zip(near, clean)],
-            "far": [Data(x=r.start_x, edge_index=r.start_edge_index, num_nodes=g.num_nodes) for r, g in zip(group, clean)],
+            "far": [Data(x=fx, edge_index=fe, num_nodes=g.num_nodes) for (fx, fe), g in zip(fars, clean)],
         }
-        checks = {role: graph_validity(model, clean, g2s, layer, threshold=threshold) for role, g2s in versions.items()}
+        checks = {role: check_graphs(g2s) for role, g2s in versions.items()}
         valid = checks["metamer"].mask
         for j, (g, gi, r) in enumerate(zip(clean, test, group)):
             for role, g2s in versions.items():
@@ -201,6 +296,8 @@ def _graph_records(dataset, model, reference_model, kind, seeds, layer, progress
                 stats = {"valid": bool(checks[role].mask[j]), "same_prediction": bool(checks[role].same_prediction[j]),
                          "pearson": float(checks[role].pearson[j]), "null_threshold": threshold,
                          **_distances(g.x, g.edge_index, g2.x, g2.edge_index)}
+                if protocol == "v2":
+                    stats.update(_edit_stats(kind, g.x, g.edge_index, g2.x, g2.edge_index, None))
                 if role == "metamer":
                     stats.update(_metamer_stats(r))
                 variants.append(GraphRecord(
@@ -235,6 +332,13 @@ def seed_summary(frozen_set: FrozenSet) -> dict[str, dict]:
             summary["near_validity_rate"] = nears[0].stats.get("validity_rate")
             summary["far_validity_rate"] = fars[0].stats.get("validity_rate")
             summary["far_rel_loss"] = fars[0].stats.get("rel_loss_all")
+            for name in ("moved_words", "feature_l2", "edges_removed", "edges_added", "edge_homophily"):
+                if name in m:  # protocol v2: what the metamer changed and what its twins changed
+                    summary[name] = m[name]
+                    summary[f"far_{name}"] = fars[0].stats.get(name)
+                    summary[f"near_{name}"] = nears[0].stats.get(name)
+            if "moved_words" in m or "feature_l2" in m:
+                summary["far_feature_cosine_mean"] = fars[0].stats.get("feature_cosine_mean")
         else:
             summary = {name: mean(metas, name) for name in ("rel_loss", "start_loss", "feature_cosine_mean",
                                                             "edge_jaccard", "wl_similarity", "degree_distance",
@@ -245,5 +349,11 @@ def seed_summary(frozen_set: FrozenSet) -> dict[str, dict]:
             summary["wall_s"] = float(sum(r.stats.get("wall_s") or 0 for r in metas))
             summary["num_graphs"] = len(metas)
             summary["failed"] = sum(r.stats.get("status") == "failed" for r in metas)
+            if any("protocol" in o.stats for o in frozen_set.originals):  # v2: convergence and edit sizes
+                summary.update({name: mean(metas, name) for name in ("best_iteration", "moved_words", "feature_l2",
+                                                                     "edges_removed", "same_prediction")})
+                summary["status"] = sorted({str(r.stats.get("status")) for r in metas})
+                summary.update({f"far_{name}": mean(fars, name) for name in ("moved_words", "feature_l2",
+                                                                            "edges_removed", "feature_cosine_mean")})
         out[str(seed)] = _clean(summary)
     return out

@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from benchmark.errors import UserError, unknown_choice
+from benchmark.vocabulary import KINDS  # noqa: F401  (re-exported)
 
-KINDS = ("feature", "structure", "joint")
+
 FEATURE_MODES = ("auto", "binary", "continuous")
 EDGE_MODES = ("binary", "weighted")
-CANDIDATE_SOURCES = ("two_hop", "random")
+CANDIDATE_SOURCES = ("two_hop", "random", "mixed")
 LOSS_NODES = ("all", "target")
 
 
@@ -38,7 +39,9 @@ class MetamerOptions:
     # structure
     edges: str = "binary"  # binary: top-|E| edges; weighted: continuous edge weights in [0, 1]
     candidate_ratio: float = 5.0  # sampled non-edges per original edge
-    candidate_source: str = "two_hop"  # two_hop: non-edges at distance 2 first; random: any pair
+    candidate_source: str = "two_hop"  # two_hop: non-edges at distance 2 first; random: any pair; mixed: half each
+    # At most this fraction of the original edges may be removed (and as many added); 0: no budget.
+    edge_budget: float = 0.0
     include_original_edges: bool = True
     edge_count_weight: float = 1.0  # weighted edges: penalty keeping the total weight at |E|
     # objective: L_rel + pearson_weight * mean_v (1 - r_v), r_v the Pearson correlation of node v's
@@ -46,6 +49,9 @@ class MetamerOptions:
     # node towards the validity criterion (DESIGN 3). Reported rel_loss and curves stay L_rel.
     pearson_weight: float = 0.0
     # problem
+    # Continuous features are stored on this many evenly spaced levels of each feature's range
+    # (0: float32 as optimised). The stored graph is the metamer: validity is measured on it.
+    continuous_levels: int = 0
     nodes: str = "all"  # loss over all nodes or only the target nodes
     batch_restarts: bool | None = None  # None: the per-device default (engine.BATCH_RESTARTS_BY_DEVICE)
     device: str | None = None  # None: the model's device
@@ -59,6 +65,10 @@ class MetamerOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"metamer option {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= float(self.edge_budget) <= 1.0:
+            raise UserError(f"metamer option edge_budget must lie in [0, 1] (a fraction of |E|), got {self.edge_budget!r}")
+        if not isinstance(self.continuous_levels, int) or self.continuous_levels < 0 or self.continuous_levels == 1:
+            raise UserError(f"metamer option continuous_levels must be 0 (off) or an integer >= 2, got {self.continuous_levels!r}")
         if not isinstance(self.patience, int) or self.patience < 0:
             raise UserError(f"metamer option patience must be an integer >= 0, got {self.patience!r}")
         for name in ("lr", "edge_lr", "slope", "init_scale"):

@@ -36,7 +36,9 @@ def sample_candidates(pairs: Tensor, num_nodes: int, ratio: float, source: str, 
     """Candidate pairs ``[c, 2]`` for one graph: originals (if kept) first, then sampled non-edges.
 
     ``round(ratio * m)`` distinct non-edges are drawn (fewer if the graph has fewer): with
-    ``source="two_hop"``, endpoints of random 2-step walks first, then uniform pairs.
+    ``source="two_hop"``, endpoints of random 2-step walks first, then uniform pairs; with
+    ``source="mixed"``, half of them from 2-step walks and the rest uniform (release v1's
+    two-hop pool put 87-92% of a metamer's added edges within 2 hops of the original).
     """
     n, m = num_nodes, pairs.size(0)
     want = int(round(ratio * m))
@@ -44,13 +46,14 @@ def sample_candidates(pairs: Tensor, num_nodes: int, ratio: float, source: str, 
     max_pairs = n * (n - 1) // 2
     want = min(want, max_pairs - m)
     chosen = torch.zeros(0, dtype=torch.long)
-    if want > 0 and source == "two_hop" and m > 0:
+    walk_want = {"two_hop": want, "mixed": want // 2}.get(source, 0)
+    if walk_want > 0 and m > 0:
         # Random 2-step walks u -> v -> w over the undirected graph (CSR by source).
         both = torch.cat([pairs, pairs.flip(1)], dim=0)
         both = both[torch.argsort(both[:, 0] * n + both[:, 1])]
         deg = torch.bincount(both[:, 0], minlength=n)
         start = torch.cumsum(deg, 0) - deg
-        draws = 3 * want + 16
+        draws = 3 * walk_want + 16
         first = both[torch.randint(both.size(0), (draws,), generator=generator)]
         mid = first[:, 1]
         pick = (torch.rand(draws, generator=generator) * deg[mid]).long()
@@ -60,8 +63,7 @@ def sample_candidates(pairs: Tensor, num_nodes: int, ratio: float, source: str, 
         lo, hi = torch.minimum(u[ok], w[ok]), torch.maximum(u[ok], w[ok])
         keys = lo * n + hi
         keys = keys[~torch.isin(keys, existing)]
-        keys = _first_unique(keys)[:want]
-        chosen = keys
+        chosen = _first_unique(keys)[:walk_want]
     tries = 0
     while chosen.numel() < want and tries < 50:
         tries += 1
@@ -142,16 +144,36 @@ class EdgeLogits(nn.Module):
     ``forward()`` returns per-candidate weights ``[C]``: binary mode: the hard top-``m_s`` mask
     of each segment with the sigmoid surrogate gradient (centred on the segment's cut);
     weighted mode: ``sigmoid(slope * theta)`` and a penalty keeping each segment's total at ``m_s``.
+
+    An edit budget ``budget [S]`` (binary mode; needs ``original [C]``, the candidates that are
+    original edges) keeps the top ``m_s - b_s`` original edges whatever their logits and fills
+    the other ``b_s`` places with the top of the rest: at most ``b_s`` edges are removed and as
+    many added.
     """
 
     def __init__(self, init_logits: Tensor, segment: Tensor, counts: Tensor, mode: str = "binary",
-                 slope: float = 1.0, count_weight: float = 1.0) -> None:
+                 slope: float = 1.0, count_weight: float = 1.0, budget: Tensor | None = None,
+                 original: Tensor | None = None) -> None:
         super().__init__()
         self.theta = nn.Parameter(init_logits.clone())
         self.register_buffer("segment", segment.long())
         self.register_buffer("counts", counts.long())
         self.num_segments = int(counts.numel())
         self.mode, self.slope, self.count_weight = mode, slope, count_weight
+        if (budget is None) != (original is None):
+            raise ValueError("an edit budget needs the mask of original candidates, and vice versa")
+        self.register_buffer("budget", None if budget is None else torch.minimum(budget.long(), counts.long()))
+        self.register_buffer("original", None if original is None else original.bool())
+
+    def _select(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """The kept mask ``[C]`` and the cut ``[S]`` of each segment's (budgeted) top-``m_s``."""
+        if self.budget is None:
+            return segment_topk_mask(theta, self.segment, self.counts, self.num_segments)
+        floor = theta.min() - 1e6  # finite, so every cut stays finite
+        forced, _ = segment_topk_mask(torch.where(self.original, theta, floor), self.segment,
+                                      self.counts - self.budget, self.num_segments)
+        free, cut = segment_topk_mask(torch.where(forced, floor, theta), self.segment, self.budget, self.num_segments)
+        return forced | free, cut
 
     def forward(self) -> tuple[Tensor, Tensor]:
         if self.mode == "weighted":
@@ -159,7 +181,7 @@ class EdgeLogits(nn.Module):
             totals = torch.zeros(self.num_segments, device=w.device).index_add_(0, self.segment, w)
             rel = (totals - self.counts) / self.counts.clamp(min=1)
             return w, self.count_weight * (rel**2).sum()
-        mask, cut = segment_topk_mask(self.theta.detach(), self.segment, self.counts, self.num_segments)
+        mask, cut = self._select(self.theta.detach())
         w = _EdgeSTE.apply(self.theta, mask, cut[self.segment], self.slope)
         return w, self.theta.new_zeros(())
 
@@ -168,4 +190,4 @@ class EdgeLogits(nn.Module):
         """Binary mode: the kept mask ``[C]`` bool; weighted mode: the weights ``[C]``."""
         if self.mode == "weighted":
             return torch.sigmoid(self.theta * self.slope)
-        return segment_topk_mask(self.theta, self.segment, self.counts, self.num_segments)[0]
+        return self._select(self.theta)[0]

@@ -3,7 +3,9 @@
 Every model is a stack of *blocks* (the hidden layers whose node activations metamers match)
 followed by a *head* (the classifier). ``model.embed(x, edge_index, layer=l)`` returns block
 ``l``'s output ``[N, d_l]`` for ``l`` in ``1..model.num_hidden_layers``; the default metamer layer
-is the last one, the head's input. Every model takes ``edge_weight`` (structure metamers).
+is the last one, the head's input. ``model.stage(..., stage=s)`` also accepts the logits,
+``s = num_hidden_layers + 1`` (the late stage of Feather et al.). Every model takes
+``edge_weight`` (structure metamers).
 
 An architecture is a subclass that fills two hooks, as in PyG's ``BasicGNN``:
 ``init_blocks(config)`` returns the blocks and ``init_head(config, width)`` the classifier
@@ -193,6 +195,29 @@ class GraphModel(nn.Module):
             raise UserError(f"layer {layer!r} is not valid for {self.config.arch}; valid layers: "
                             f"1..{self.num_hidden_layers} (default {self.default_layer}, the classifier head's input)")
         return layer
+
+    @property
+    def logits_stage(self) -> int:
+        """The stage number of the logits: one past the last hidden layer."""
+        return self.num_hidden_layers + 1
+
+    def check_stage(self, stage: int | None) -> int:
+        """A metamer stage: a hidden layer ``1..num_hidden_layers`` or the logits (``num_hidden_layers + 1``)."""
+        if stage is None:
+            return self.default_layer
+        if not isinstance(stage, int) or isinstance(stage, bool) or not 1 <= stage <= self.logits_stage:
+            raise UserError(f"stage {stage!r} is not valid for {self.config.arch}; valid stages: 1..{self.num_hidden_layers} "
+                            f"(hidden layers) and {self.logits_stage} (the logits); default {self.default_layer}")
+        return stage
+
+    def stage(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, batch: Tensor | None = None,
+              stage: int | None = None) -> Tensor:
+        """Activations at ``stage``: hidden layer ``l`` gives node rows ``[N, d_l]`` (as :meth:`embed`);
+        the logits stage gives :meth:`forward`'s output, ``[N, C]`` (node task) or ``[B, C]`` (graph task)."""
+        stage = self.check_stage(stage)
+        if stage == self.logits_stage:
+            return self.forward(x, edge_index, edge_weight, batch)
+        return self._run(x, edge_index, edge_weight, batch, stage)[0]
 
     def _run(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, batch: Tensor | None,
              upto: int) -> tuple[Tensor, Graph]:

@@ -39,7 +39,12 @@ from benchmark.release.shards import read_records, write_records
 from benchmark.versions import library_versions
 
 TIMING_KEYS = frozenset({"wall_s", "step_ms"})
-CONTENT_KEYS = frozenset({"seeds", "train_seed", "metamer_options", "train_options", "model_overrides"})
+CONTENT_KEYS = frozenset({"seeds", "train_seed", "metamer_options", "train_options", "model_overrides", "protocol",
+                          "validity", "validity_quantile", "references"})
+STAGES = ("early", "late", "logits")
+# Fields added after release v1: written into the manifest only when set, so v1's bytes stay.
+_V2_FIELDS = {"protocol": "v1", "validity": "centred", "validity_quantile": 0.99, "reference_seeds": [],
+              "reference_seeds_by_kind": {}, "references": {}, "stages": []}
 # Fields a release may pin per architecture; the rest come from the dataset and the task.
 _PINNABLE = frozenset(f.name for f in fields(ModelConfig)) - {"arch", *DATASET_FIELDS}
 
@@ -60,6 +65,21 @@ class ReleaseConfig:
     # arch -> ModelConfig fields over the registry defaults. Pins a release's reference models to
     # the configs it was built with, so a later registry default does not change a rebuild.
     model_overrides: dict[str, dict] = field(default_factory=dict)
+    # Release v2 (DESIGN 3). ``protocol``: "v1" or "v2" (validity criterion, matched far twins,
+    # absolute near twins on graph tasks; see make_frozen_set). ``references``: name -> {"arch":
+    # registry name, ModelConfig fields...}; a dataset's ``models`` may name these or plain
+    # architectures. ``reference_seeds``: every reference is trained once per seed (seeds no
+    # submission uses); empty: one reference per model, trained with ``train_seed`` (v1).
+    # ``stages``: which stages get metamers (early = hidden layer 1, late = the last hidden layer,
+    # logits); empty: the last hidden layer only (v1).
+    protocol: str = "v1"
+    validity: str = "centred"
+    validity_quantile: float = 0.99
+    # kind -> reference seeds, where a kind uses fewer than ``reference_seeds`` (size budget).
+    reference_seeds_by_kind: dict[str, list[int]] = field(default_factory=dict)
+    reference_seeds: list[int] = field(default_factory=list)
+    references: dict[str, dict] = field(default_factory=dict)
+    stages: list[str] = field(default_factory=list)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> ReleaseConfig:
@@ -86,12 +106,28 @@ class ReleaseConfig:
                 raise unknown_choice("kind", kind, KINDS)
         for name, entry in self.datasets.items():
             get_spec(name)
-            for arch in self.models_for(name, None):
+            for model in self.models_for(name, None):
+                arch = self.arch_of(model)
                 if arch not in MODEL_REGISTRY:
-                    raise unknown_choice("model", arch, MODEL_REGISTRY)
+                    raise unknown_choice("model", arch, sorted(MODEL_REGISTRY) + sorted(self.references))
+        for stage in self.stages:
+            if stage not in STAGES:
+                raise unknown_choice("stage", stage, STAGES)
+        if self.protocol not in ("v1", "v2"):
+            raise unknown_choice("protocol", self.protocol, ("v1", "v2"))
+        if self.protocol == "v1" and (self.stages or self.reference_seeds or self.references):
+            raise UserError("stages, reference_seeds and references need protocol: v2")
+        for ref, spec in self.references.items():
+            if not isinstance(spec, dict) or "arch" not in spec:
+                raise UserError(f"references[{ref!r}] must be a mapping with an 'arch' (a registry name), got {spec!r}")
+            unknown = sorted(set(spec) - _PINNABLE - {"arch"})
+            if unknown:
+                raise UserError(f"references[{ref!r}]: unknown field(s) {unknown}; valid: {sorted(_PINNABLE | {'arch'})}")
+            if ref in MODEL_REGISTRY:
+                raise UserError(f"references[{ref!r}]: the name is a registry architecture; pick another name")
         if not isinstance(self.model_overrides, dict):
             raise UserError(f"model_overrides must map an architecture to ModelConfig fields, got {self.model_overrides!r}")
-        used = {arch for _, arch, _ in self.jobs()}
+        used = {self.arch_of(model) for _, model, _ in self.jobs()}
         for arch, overrides in self.model_overrides.items():
             if arch not in used:
                 raise UserError(f"model_overrides names {arch!r}, which no dataset of the release uses; "
@@ -102,18 +138,88 @@ class ReleaseConfig:
             if unknown:
                 raise UserError(f"model_overrides[{arch!r}]: unknown field(s) {unknown}; valid: {sorted(_PINNABLE)}")
 
+    def arch_of(self, model: str) -> str:
+        """The registry architecture of a dataset's model entry (a reference name or an architecture)."""
+        return self.references[model]["arch"] if model in self.references else model
+
+    def model_fields(self, model: str) -> dict:
+        """ModelConfig fields over the registry defaults: the architecture's overrides, then the reference's."""
+        spec = {k: v for k, v in self.references.get(model, {}).items() if k != "arch"}
+        return {**self.model_overrides.get(self.arch_of(model), {}), **spec}
+
+    def kinds_for(self, dataset: str) -> list[str]:
+        """A dataset's kinds: ``datasets[d]["kinds"]`` when it is a list, else the release's."""
+        kinds = self.datasets[dataset].get("kinds")
+        return list(kinds) if isinstance(kinds, list) else list(self.kinds)
+
     def models_for(self, dataset: str, kind: str | None) -> list[str]:
         entry = self.datasets[dataset]
-        if kind is not None and kind in entry.get("kinds", {}):
-            return list(entry["kinds"][kind])
+        kinds = entry.get("kinds", {})
+        if kind is not None and isinstance(kinds, dict) and kind in kinds:
+            return list(kinds[kind])
         return list(entry["models"])
 
     def jobs(self) -> list[tuple[str, str, str]]:
-        return [(d, arch, kind) for d in self.datasets for kind in self.kinds for arch in self.models_for(d, kind)]
+        return [(d, m, kind) for d in self.datasets for kind in self.kinds_for(d) for m in self.models_for(d, kind)]
+
+    def seeds_of_references(self) -> list[int]:
+        return list(self.reference_seeds) or [self.train_seed]
 
     def to_dict(self) -> dict:
-        # model_overrides only when set: releases built before the field existed keep their card.
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "model_overrides" or self.model_overrides}
+        # Fields added after a release was built appear only when set, so its manifest keeps its bytes.
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__
+               if k not in _V2_FIELDS and (k != "model_overrides" or self.model_overrides)}
+        out.update({k: getattr(self, k) for k, default in _V2_FIELDS.items() if getattr(self, k) != default})
+        return out
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One shard of a release: a dataset, a reference model (name, seed), a kind and a stage.
+
+    v1 units (no ``reference_seeds``) keep v1's names: ``checkpoints/<dataset>/<arch>``,
+    ``data/<dataset>/<arch>-<kind>.parquet``. v2 units name the reference model
+    ``<name>-s<seed>`` and add the stage to the shard's name.
+    """
+
+    dataset: str
+    reference: str  # a reference name or an architecture
+    arch: str
+    seed: int
+    kind: str
+    layer: int | None  # None: the model's default (v1)
+    stage: str | None
+    v2: bool
+
+    @property
+    def reference_model(self) -> str:
+        return f"{self.reference}-s{self.seed}" if self.v2 else self.reference
+
+    @property
+    def checkpoint(self) -> str:
+        return f"checkpoints/{self.dataset}/{self.reference_model}"
+
+    @property
+    def shard(self) -> str:
+        tail = f"-L{self.layer}" if self.v2 else ""
+        return f"data/{self.dataset}/{self.reference_model}-{self.kind}{tail}.parquet"
+
+    @property
+    def state_key(self) -> str:
+        tail = f"/L{self.layer}" if self.v2 else ""
+        return f"set/{self.dataset}/{self.reference_model}/{self.kind}{tail}"
+
+
+def stage_layers(stages: list[str], num_hidden: int) -> list[tuple[int, str]]:
+    """``(layer, stage name)`` of each requested stage, in depth order, without duplicates.
+
+    A model with one hidden layer has no early/late distinction: that layer is named ``hidden``.
+    """
+    layers: dict[int, str] = {}
+    for stage in stages:
+        layer = {"early": 1, "late": num_hidden, "logits": num_hidden + 1}[stage]
+        layers[layer] = "logits" if stage == "logits" else ("hidden" if num_hidden == 1 else stage)
+    return sorted(layers.items())
 
 
 def _strip_timing(value):
@@ -148,6 +254,10 @@ def base_records(dataset: GraphDataset) -> list[GraphRecord]:
                                valid=torch.ones(1 if dataset.task == "graph" else n, dtype=torch.bool),
                                similarity=torch.ones(n), stats={}))
     return out
+
+
+class BuildIncomplete(UserError):
+    """A build stopped (by ``only``) before every set was built; re-running it goes on."""
 
 
 class ReleaseBuilder:
@@ -187,24 +297,52 @@ class ReleaseBuilder:
     def base_path(self, name: str) -> Path:
         return self.root / "data" / "bases" / f"{name}.parquet"
 
-    def checkpoint(self, name: str, arch: str):
-        folder = self.root / "checkpoints" / name / arch
-        key = f"checkpoint/{name}/{arch}"
+    def units(self) -> list[Unit]:
+        """Every shard of the release, in build order (dataset, kind, model, reference seed, stage)."""
+        from benchmark.models import build_model
+
+        cfg, v2 = self.config, bool(self.config.stages)
+        out = []
+        for name, model, kind in cfg.jobs():
+            arch = cfg.arch_of(model)
+            if not v2:
+                out.append(Unit(name, model, arch, cfg.train_seed, kind, None, None, False))
+                continue
+            dataset = self.dataset(name)
+            config = default_config(arch, dataset.num_features, dataset.num_classes, task=dataset.task,
+                                    **cfg.model_fields(model))
+            num_hidden = build_model(config).num_hidden_layers
+            for seed in cfg.reference_seeds_by_kind.get(kind, cfg.seeds_of_references()):
+                for layer, stage in stage_layers(cfg.stages, num_hidden):
+                    out.append(Unit(name, model, arch, seed, kind, layer, stage, True))
+        return out
+
+    def checkpoint(self, unit: Unit):
+        folder = self.root / unit.checkpoint
+        key = f"checkpoint/{unit.dataset}/{unit.reference_model}"
         if self._done(key, folder / CARD_NAME):
             return load_checkpoint(folder)[0]
         from benchmark.training import train_model
 
-        dataset = self.dataset(name)
-        config = default_config(arch, dataset.num_features, dataset.num_classes, task=dataset.task,
-                                **self.config.model_overrides.get(arch, {}))
+        dataset = self.dataset(unit.dataset)
+        config = default_config(unit.arch, dataset.num_features, dataset.num_classes, task=dataset.task,
+                                **self.config.model_fields(unit.reference))
         start = time.perf_counter()
-        model, metrics = train_model(dataset, config, seed=self.config.train_seed, **self.config.train_options)
-        save_checkpoint(model, folder, {"dataset": name, "seed": self.config.train_seed,
-                                        "metrics": _strip_timing(metrics)})
+        model, metrics = train_model(dataset, config, seed=unit.seed, **self.config.train_options)
+        meta = {"dataset": unit.dataset, "seed": unit.seed, "metrics": _strip_timing(metrics)}
+        if unit.v2:
+            meta["reference"] = unit.reference
+        save_checkpoint(model, folder, meta)
         self._record(key, folder / CARD_NAME, wall_s=round(time.perf_counter() - start, 2))
         return load_checkpoint(folder)[0]
 
-    def build(self) -> Path:
+    def build(self, only: int | None = None, minutes: float | None = None) -> Path:
+        """Build every unfinished unit, then the card and manifest.
+
+        ``only`` / ``minutes``: start no new unit after that many new units / minutes, and raise
+        :class:`BuildIncomplete` (a build longer than one sitting is committed and resumed in parts:
+        finished shards, checkpoints and ``.build/state.json`` are all it needs).
+        """
         from benchmark.metamers import make_frozen_set, seed_summary
 
         start = time.perf_counter()
@@ -213,26 +351,39 @@ class ReleaseBuilder:
             if not self._done(f"base/{name}", path):
                 write_records(path, base_records(self.dataset(name)))
                 self._record(f"base/{name}", path)
-        jobs = self.config.jobs()
-        bar = tqdm(jobs, desc="build-release", disable=not self.progress)
-        for name, arch, kind in bar:
-            bar.set_postfix_str(f"{name}/{arch}/{kind}")
-            shard = self.root / "data" / name / f"{arch}-{kind}.parquet"
-            key = f"set/{name}/{arch}/{kind}"
-            if self._done(key, shard):
+        units = self.units()
+        done_now = 0
+        bar = tqdm(units, desc="build-release", disable=not self.progress)
+        for unit in bar:
+            bar.set_postfix_str(unit.state_key[4:])
+            shard = self.root / unit.shard
+            if self._done(unit.state_key, shard):
                 continue
-            model = self.checkpoint(name, arch)
+            if (only is not None and done_now >= only) or (minutes is not None and time.perf_counter() - start > 60 * minutes):
+                break
+            model = self.checkpoint(unit)
             t0 = time.perf_counter()
-            frozen_set = make_frozen_set(self.dataset(name), model, arch, kind, self.config.seeds, progress=False,
+            extra = ({"protocol": self.config.protocol, "validity": self.config.validity,
+                      "validity_quantile": self.config.validity_quantile} if unit.v2 else {})
+            frozen_set = make_frozen_set(self.dataset(unit.dataset), model, unit.reference_model, unit.kind,
+                                         self.config.seeds, layer=unit.layer, progress=False, **extra,
                                          **self.config.metamer_options)
             for record in frozen_set.originals + frozen_set.variants:
                 record.stats = _strip_timing(record.stats)
-            bases = {r.id: r for r in read_records(self.base_path(name))}
+            bases = {r.id: r for r in read_records(self.base_path(unit.dataset))}
             write_records(shard, frozen_set.originals + frozen_set.variants, references=bases)
-            self._record(key, shard, wall_s=round(time.perf_counter() - t0, 2), layer=frozen_set.layer,
-                         task=frozen_set.task, summary=seed_summary(frozen_set))
+            info = {"wall_s": round(time.perf_counter() - t0, 2), "layer": frozen_set.layer, "task": frozen_set.task,
+                    "summary": seed_summary(frozen_set)}
+            if unit.v2:
+                info.update(stage=unit.stage, num_hidden_layers=model.num_hidden_layers)
+            self._record(unit.state_key, shard, **info)
+            done_now += 1
         self.state["last_run_s"] = round(time.perf_counter() - start, 2)
         self._save_state()
+        missing = [u.state_key for u in units if not self._done(u.state_key, self.root / u.shard)]
+        if missing:
+            raise BuildIncomplete(f"{len(missing)} of {len(units)} sets are not built yet (next: {missing[0]}); "
+                                  f"run the same build command again to go on (progress is kept in {self.state_path})")
         self.finish()
         return self.root
 
@@ -242,18 +393,26 @@ class ReleaseBuilder:
         from benchmark.release.manifest import write_manifest
 
         steps = self.state["steps"]
-        sets = []
-        for name, arch, kind in self.config.jobs():
-            step = steps[f"set/{name}/{arch}/{kind}"]
-            sets.append({"key": f"{name}/{arch}/{kind}/L{step['layer']}", "dataset": name, "task": step["task"],
-                         "reference_model": arch, "kind": kind, "layer": step["layer"],
-                         "shard": f"data/{name}/{arch}-{kind}.parquet", "checkpoint": f"checkpoints/{name}/{arch}",
-                         "seeds": list(self.config.seeds)})
+        sets, summaries = [], {}
+        for unit in self.units():
+            step = steps[unit.state_key]
+            entry = {"key": f"{unit.dataset}/{unit.reference_model}/{unit.kind}/L{step['layer']}", "dataset": unit.dataset,
+                     "task": step["task"], "reference_model": unit.reference_model, "kind": unit.kind,
+                     "layer": step["layer"], "shard": unit.shard, "checkpoint": unit.checkpoint,
+                     "seeds": list(self.config.seeds)}
+            if unit.v2:
+                from benchmark.release.card import set_verdict
+
+                entry.update(reference={"name": unit.reference, "arch": unit.arch, "seed": unit.seed},
+                             stage=step["stage"], num_hidden_layers=step["num_hidden_layers"],
+                             ranked=set_verdict(step.get("summary", {}))["ranked"])
+            sets.append(entry)
+            summaries[entry["key"]] = step.get("summary", {})
         self.state["build"] = {"wall_s": round(sum(s.get("wall_s", 0.0) for s in steps.values()), 1),
                                "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                                           f"{torch.get_num_threads()} torch threads"}
         self._save_state()
-        write_card(self.root, self.config, sets, {k: v.get("summary", {}) for k, v in steps.items()})
+        write_card(self.root, self.config, sets, summaries)
         header = {"name": self.config.name, "release": self.config.release, "version": self.config.version,
                   "bases": {name: f"data/bases/{name}.parquet" for name in self.config.datasets}, "sets": sets,
                   "generator": {"version": __version__, "config": self.config.to_dict()},

@@ -32,6 +32,28 @@ def _mean(values):
     return round(statistics.mean(values), 4) if values else None
 
 
+# DESIGN 3: a set is ranked only when its validity criterion passes its controls (near twins at
+# least 95% valid, far twins at most 5%) and at least 90% of its metamers are valid.
+NEAR_MIN, FAR_MAX, VALIDITY_GOAL = 0.95, 0.05, 0.90
+
+
+def set_verdict(summary: dict[str, dict]) -> dict:
+    """Controls verdict of a set from its per-seed summaries: ``{"controls", "ranked", "reason"}``."""
+    per_seed = list(summary.values())
+    validity = _mean([s.get("validity_rate") for s in per_seed])
+    near = _mean([s.get("near_validity_rate") for s in per_seed])
+    far = _mean([s.get("far_validity_rate") for s in per_seed])
+    reasons = []
+    if near is None or near < NEAR_MIN:
+        reasons.append(f"near twins {near} valid < {NEAR_MIN}")
+    if far is None or far > FAR_MAX:
+        reasons.append(f"far twins {far} valid > {FAR_MAX}")
+    controls = "pass" if not reasons else "fail"
+    if validity is None or validity < VALIDITY_GOAL:
+        reasons.append(f"metamer validity {validity} < {VALIDITY_GOAL}")
+    return {"controls": controls, "ranked": not reasons, "reason": "; ".join(reasons)}
+
+
 def metamer_block(root: Path, config, sets: list[dict], summaries: dict[str, dict]) -> dict:
     references, seen = [], set()
     for entry in sets:
@@ -40,13 +62,28 @@ def metamer_block(root: Path, config, sets: list[dict], summaries: dict[str, dic
             continue
         seen.add(pair)
         card = read_json(root / entry["checkpoint"] / "card.json")
-        references.append({"dataset": pair[0], "arch": pair[1], "checkpoint": entry["checkpoint"],
-                           "weights_sha256": card["weights_sha256"], "test_acc": round(card["metrics"]["test_acc"], 4),
-                           "num_params": card["metrics"]["num_params"]})
+        ref = {"dataset": pair[0], "arch": pair[1], "checkpoint": entry["checkpoint"],
+               "weights_sha256": card["weights_sha256"], "test_acc": round(card["metrics"]["test_acc"], 4),
+               "num_params": card["metrics"]["num_params"]}
+        if "reference" in entry:
+            ref.update(arch=entry["reference"]["arch"], reference=entry["reference"]["name"],
+                       seed=entry["reference"]["seed"], num_hidden_layers=entry["num_hidden_layers"])
+        references.append(ref)
     set_rows = []
     for entry in sets:
-        per_seed = summaries.get(f"set/{entry['dataset']}/{entry['reference_model']}/{entry['kind']}", {}).values()
-        set_rows.append({"key": entry["key"], "seeds": len(entry["seeds"]),
+        summary = summaries.get(entry["key"], {})
+        per_seed = summary.values()
+        v2 = {}
+        if "stage" in entry:
+            v2 = {"stage": entry["stage"], **set_verdict(summary),
+                  "best_iteration": _mean([s.get("best_iteration") for s in per_seed]),
+                  "iterations": _mean([s.get("iterations") for s in per_seed]),
+                  "status": sorted({str(s.get("status")) for s in per_seed}),
+                  **{name: _mean([s.get(name) for s in per_seed])
+                     for name in ("feature_jaccard_mean", "wl_similarity", "moved_words", "edges_removed",
+                                  "edge_homophily", "far_edge_homophily", "near_edge_homophily",
+                                  "far_feature_cosine_mean", "same_prediction_rate")}}
+        set_rows.append({**v2, "key": entry["key"], "seeds": len(entry["seeds"]),
                          "validity_rate": _mean([s.get("validity_rate") for s in per_seed]),
                          "rel_loss": _mean([s.get("rel_loss") for s in per_seed]),
                          "feature_cosine_mean": _mean([s.get("feature_cosine_mean") for s in per_seed]),

@@ -11,8 +11,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-ROLES = ("original", "metamer", "near", "far")
-KINDS = ("feature", "structure", "joint")
+from benchmark.vocabulary import KINDS, ROLES  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -33,8 +32,8 @@ class GraphRecord:
     dataset: str
     task: str  # "node" or "graph"
     reference_model: str  # registry arch of the generating model; "" for originals
-    kind: str  # feature | structure | joint; "" for originals
-    layer: int  # hidden layer matched; 0 for originals
+    kind: str  # feature | continuous | structure | joint; "" for originals
+    layer: int  # stage matched: hidden layer 1..L, or L + 1 for the logits; 0 for originals
     seed: int  # metamer seed; -1 for originals
     graph_index: int  # index of the graph in its dataset (graph tasks); 0 for node tasks
     x: Tensor

@@ -32,20 +32,29 @@ class VerifyReport:
 
 
 def _check_set(frozen_set, model, report: VerifyReport) -> None:
-    from benchmark.metamers.validity import graph_validity, validity_from_activations
+    from benchmark.metamers.validity import StageCriterion, graph_stage_outputs, graph_validity, pearson_rows, validity_from_activations
 
     metamers = frozen_set.by_role("metamer")
+    stats0 = frozen_set.originals[0].stats
+    criterion = stats0.get("validity_criterion", "random_pair")  # release v1 predates the field
+    stage = frozen_set.layer
     if frozen_set.task == "node":
         original = frozen_set.originals[0]
-        threshold = original.stats["null_threshold"]
+        threshold = stats0["null_threshold"]
         target = original.target
         with torch.no_grad():
-            h = model.embed(original.x, original.edge_index, layer=frozen_set.layer)
+            h = model.stage(original.x, original.edge_index, stage=stage)
             pred = model(original.x, original.edge_index).argmax(-1)
+            fitted = (StageCriterion.fit(criterion, h, stats0.get("validity_quantile", 0.999))
+                      if criterion != "random_pair" else None)
             for record in metamers:
-                h2 = model.embed(record.x, record.edge_index, layer=frozen_set.layer)
+                h2 = model.stage(record.x, record.edge_index, stage=stage)
                 pred2 = model(record.x, record.edge_index).argmax(-1)
-                recomputed = validity_from_activations(h, h2, pred, pred2, threshold).mask & target
+                if fitted is None:
+                    check = validity_from_activations(h, h2, pred, pred2, threshold)
+                else:
+                    check = fitted.check(h, h2, pred, pred2, h_population=h)
+                recomputed = check.mask & target
                 flips = int((recomputed != record.valid).sum())
                 if flips > MAX_FLIP_RATE * int(target.sum()):
                     report.problems.append(f"{frozen_set.key}: {record.id}: recomputed validity differs on {flips} "
@@ -56,13 +65,24 @@ def _check_set(frozen_set, model, report: VerifyReport) -> None:
                     report.problems.append(f"{frozen_set.key}: {record.id}: relative loss {loss:.6g} != recorded {stored:.6g}")
     else:
         originals = {o.id: o for o in frozen_set.originals}
-        threshold = frozen_set.originals[0].stats["null_threshold"]
+        threshold = stats0["null_threshold"]
+        if criterion not in ("random_pair", "centred"):
+            report.problems.append(f"{frozen_set.key}: validity criterion {criterion!r} needs the whole dataset; "
+                                   f"verify recomputes 'random_pair' and 'centred' sets only")
+            report.checked_sets += 1
+            return
         for seed in frozen_set.seeds:
             group = [m for m in metamers if m.seed == seed]
-            check = graph_validity(model, [originals[m.parent_id].to_data() for m in group], [m.to_data() for m in group],
-                                   frozen_set.layer, threshold=threshold)
+            parents = [originals[m.parent_id].to_data() for m in group]
+            if criterion == "random_pair":
+                mask = graph_validity(model, parents, [m.to_data() for m in group], stage, threshold=threshold).mask
+            else:  # centred on the dataset's mean activation, which the originals' stats carry
+                centre = torch.tensor(stats0["centre"]).view(1, -1)
+                h, pred = graph_stage_outputs(model, parents, stage)
+                h2, pred2 = graph_stage_outputs(model, [m.to_data() for m in group], stage)
+                mask = (pred == pred2) & (pearson_rows(h - centre, h2 - centre) > threshold)
             stored = torch.cat([m.valid for m in group])
-            flips = int((check.mask != stored).sum())
+            flips = int((mask != stored).sum())
             if flips > MAX_FLIP_RATE * len(group):
                 report.problems.append(f"{frozen_set.key}: seed {seed}: recomputed validity differs on {flips} of "
                                        f"{len(group)} graphs")
