@@ -182,13 +182,13 @@ def _node_records(dataset, model, reference_model, kind, seeds, layer, progress,
     if protocol == "v1":
         threshold = null_threshold(h)
 
-        def check(h2, pred2):
+        def judge(h2, pred2):
             return validity_from_activations(h, h2, pred, pred2, threshold)
     else:
         criterion = StageCriterion.fit(validity[0], h, validity[1])
         threshold = criterion.threshold
 
-        def check(h2, pred2):
+        def judge(h2, pred2):
             return criterion.check(h, h2, pred, pred2, h_population=h)
     common = dict(dataset=dataset.name, task="node", reference_model=reference_model, kind=kind, layer=layer,
                   graph_index=0, y=data.y.clone())
@@ -209,7 +209,7 @@ def _node_records(dataset, model, reference_model, kind, seeds, layer, progress,
         outs = {}
         for role, (x2, e2) in twins.items():
             h2, pred2 = _node_outputs(model, x2, e2, layer)
-            checks[role] = check(h2, pred2)
+            checks[role] = judge(h2, pred2)
             outs[role] = h2
         valid = checks["metamer"].mask & target
         for role, (x2, e2) in twins.items():
