@@ -39,10 +39,8 @@ def cora_eval():
 
 
 @pytest.fixture(scope="module")
-def skip_models(cora):
-    from custom_models import train_skipgcn
-
-    return [train_skipgcn(cora, seed) for seed in SEEDS]
+def skip_models(skipgcn_cora):
+    return skipgcn_cora
 
 
 @pytest.fixture(scope="module")
