@@ -646,6 +646,7 @@ class CheckedPrograms:
 
     submission: ProgramSubmission
     models: dict[str, list[ProgramModel]] = field(default_factory=dict)
+    num_parameters: dict[str, int] = field(default_factory=dict)  # counted in the loaded programs
     weights_sha256: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
@@ -675,6 +676,7 @@ def validate_programs(sub: ProgramSubmission, datasets: list[str], dims: dict, d
             problems.append(str(err))
             continue
         checked.models.setdefault(d, []).append(model)
+        checked.num_parameters[d] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     raise_problems(problems, f"{sub.folder}: programs refused", IntegrityError)
     return checked
 
