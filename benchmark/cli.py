@@ -28,6 +28,8 @@ COMMAND_MODULES = [
     "train",
     "leaderboard",
     "evaluate",
+    "predict_template",
+    "score_predictions",
     "validate",
     "generate",
     "build_release",

@@ -405,6 +405,25 @@ class Evaluator:
         probs, seeds, name = self._predict(model, seeds, device, progress, label)
         return self.score_probabilities(probs, seeds, name)
 
+    def eval_programs(self, programs: Mapping[str, Sequence], seeds: Sequence[int], label: str,
+                      device: str | torch.device = "cpu", progress: bool = False) -> dict:
+        """Score exported programs (:class:`benchmark.programs.ProgramModel`, loaded and checked):
+        ``{dataset: [program per seed]}``, forward direction. Returns the scores document."""
+        check_device(device)
+        missing = sorted(set(self.datasets) - set(programs))
+        if missing:
+            raise UserError(f"no programs for dataset(s) {missing}; this evaluator scores {self.datasets}")
+        seeds = [int(s) for s in seeds]
+        if any(len(programs[d]) != len(seeds) for d in self.datasets):
+            raise UserError(f"one program per seed {seeds} for every dataset")
+        probs = {}
+        records = sorted(self.records)
+        for dataset in self.datasets:
+            ids = [r for r in records if self._dataset_of[r] == dataset]
+            probs.update(self._infer(list(programs[dataset]), ids, self.tasks[dataset], device, progress,
+                                     f"{label} {dataset} inference"))
+        return self.score_probabilities(probs, seeds, label)
+
     def predict(self, model, device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Tensor]:
         """Class probabilities ``{record_id: [K, n_outputs, C]}`` (float64) of the model(s) on every
         record: the ``outputs`` of a ``{"type": "probs"}`` predictions input."""
@@ -646,13 +665,19 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: str | os.Path
         raise UserError("the evaluator has no release identity (name, version, manifest hash) to bind scores to")
     checked = validate_submission(entry_dir, datasets=evaluator.datasets, dims=evaluator.dims, device=device)
     sub = checked.submission
-    scores = evaluator.eval(checked.models, seeds=sub.seeds, device=device, progress=progress, label=sub.entry)
     card = sub.card
+    program = getattr(sub, "format", None) is not None  # exported programs (benchmark/programs.py)
+    if program:
+        scores = evaluator.eval_programs(checked.models, sub.seeds, sub.architecture, device=device, progress=progress)
+    else:
+        scores = evaluator.eval(checked.models, seeds=sub.seeds, device=device, progress=progress, label=sub.entry)
+    described = ({"format": sub.format, "stages": sub.stages} if program
+                 else {"config": card["architecture"]["config"]})
     result = {
         "entry": sub.entry,
         "submission": {
             "name": card["name"], "authors": list(card["authors"]), "architecture": sub.architecture,
-            "config": card["architecture"]["config"], "num_parameters": card["num_parameters"], "seeds": sub.seeds,
+            **described, "num_parameters": card["num_parameters"], "seeds": sub.seeds,
             "tier": card["tier"], "license": card["license"], "paper_url": card["paper_url"],
             "code_url": card["code_url"], "submission_sha256": sub.card_sha256,
             "weights_sha256": checked.weights_sha256,

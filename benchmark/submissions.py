@@ -207,6 +207,13 @@ def read_submission(folder: str | os.PathLike, datasets: list[str] | None = None
 
     folder = Path(folder)
     entry, card, card_sha = _read_card(folder)
+    if isinstance(card, dict) and "format" in card:  # exported programs (benchmark/programs.py)
+        from benchmark.programs import PROGRAM_FORMAT, read_program_submission
+
+        if card["format"] != PROGRAM_FORMAT:
+            raise UserError(f"{folder / SUBMISSION_FILE}: format: {card['format']!r}; valid formats: "
+                            f"{PROGRAM_FORMAT} (exported programs), or no format field (registry weights)")
+        return read_program_submission(folder, entry, card, card_sha, datasets)
     check_schema(card, "submission", "submission", f"{folder / SUBMISSION_FILE}: schema violation")
 
     problems = []
@@ -323,6 +330,10 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
     for name in wanted:
         if name not in dims:
             dims[name] = registry_dims(name)
+    if getattr(sub, "format", None) is not None:  # exported programs: their own checks (benchmark/programs.py)
+        from benchmark.programs import validate_programs
+
+        return validate_programs(sub, wanted, dims, device)
 
     # Class 3 (contents, continued): the config fits the compute budget and builds, for every dataset.
     from benchmark.budget import budget_problem

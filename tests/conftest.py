@@ -55,3 +55,18 @@ def synthetic_results_rank(monkeypatch):
     import benchmark.leaderboard.provenance as provenance
 
     monkeypatch.setattr(provenance, "check_provenance", lambda results_dir, submissions_dir=None: None)
+
+
+@pytest.fixture(scope="session")
+def skipgcn_cora(cora):
+    """Three seeds of the plain-PyG SkipGCN (tests/custom_models.py) trained on Cora: a model outside the zoo."""
+    import torch
+
+    from custom_models import train_skipgcn
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return [train_skipgcn(cora, seed) for seed in (0, 1, 2)]
+    finally:
+        torch.set_num_threads(threads)

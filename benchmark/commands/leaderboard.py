@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 NAME = "leaderboard"
-SUMMARY = "Rank scored submissions; write LEADERBOARD.md and leaderboard/."
+SUMMARY = "Rank scored entries; write LEADERBOARD.md and leaderboard/."
 HELP = ("Rank scored submissions (submissions/results/*.json) per release; write LEADERBOARD.md and "
         "leaderboard/ (HTML, JSON, PNG plots). Refuses results files not tied to their submission folder "
         "and a known release. --check: exit 1 if they are stale.")

@@ -5,7 +5,7 @@ import argparse
 import json
 
 NAME = "list"
-SUMMARY = "List the registered base datasets or reference architectures."
+SUMMARY = "List registered base datasets or reference architectures."
 HELP = SUMMARY
 
 

@@ -6,7 +6,9 @@ scoring) must not rank. Each file is tied back to what produced it:
 - its release is one this package pins (:mod:`benchmark.release.known`), and its accuracy-floor
   facts equal the pinned ones (so editing ``reference_best`` cannot move an entry past the floor);
 - ``submissions/<entry>/`` exists (a real folder, not a symlink) and its ``submission.json`` and
-  every weights file hash to what the results file recorded at scoring time.
+  every weights file hash to what the results file recorded at scoring time; for a prediction-only
+  results file (``prediction_only: true``), ``submissions/<entry>/predictions.safetensors`` hashes to
+  the recorded ``submission.predictions_sha256``.
 
 Whether the *scores* follow from those inputs is checked by re-scoring
 (``metamer-bench evaluate ENTRY --reproduce`` in CI): provenance is the cheap part that runs
@@ -56,6 +58,8 @@ def provenance_problems(result: dict, source: str, submissions_dir: str | os.Pat
         problems.append(f"no submission folder {folder} produced it (a results file ranks only beside its submission)")
         return problems
     sub = result.get("submission", {})
+    if result.get("prediction_only") is True:
+        return problems + _prediction_problems(folder, sub)
     card_sha = sha256_file(folder / SUBMISSION_FILE) if (folder / SUBMISSION_FILE).is_file() else None
     if card_sha != sub.get("submission_sha256"):
         problems.append(f"{folder / SUBMISSION_FILE} has SHA-256 {card_sha}, the results were scored from "
@@ -77,6 +81,20 @@ def provenance_problems(result: dict, source: str, submissions_dir: str | os.Pat
             if got != want:
                 problems.append(f"{path}: SHA-256 {got[:12]}, scored as {want[:12]}")
     return problems
+
+
+def _prediction_problems(folder: Path, sub: dict) -> list[str]:
+    """A prediction-only results file ranks beside the predictions file it was scored from."""
+    from benchmark.predictions import PREDICTIONS_FILE
+
+    path = folder / PREDICTIONS_FILE
+    if path.is_symlink() or not path.is_file():
+        return [f"prediction-only results need {path}, the predictions file they were scored from"]
+    got = sha256_file(path)
+    if got != sub.get("predictions_sha256"):
+        return [f"{path}: SHA-256 {got[:12]}, scored as {str(sub.get('predictions_sha256'))[:12]}: re-run "
+                f"`metamer-bench score-predictions {path} --name {folder.name}`"]
+    return []
 
 
 def check_provenance(results_dir: str | os.PathLike, submissions_dir: str | os.PathLike | None = None) -> None:

@@ -87,8 +87,14 @@ class Row:
     sets: list[dict] = field(default_factory=list)  # per frozen set: key, dataset, kind, layer, R, score means
     code_url: str | None = None
     paper_url: str | None = None
+    prediction_only: bool = False  # scored from a predictions file: forward direction only, never 're-run'
     rank: int | None = None
     group: int | None = None
+
+    @property
+    def tier_label(self) -> str:
+        """The tier cell: ``prediction-only`` for entries scored from a predictions file, else the tier."""
+        return "prediction-only" if self.prediction_only else self.tier
 
     @property
     def ic(self) -> Interval:
@@ -197,6 +203,10 @@ def parse_result(data: object, source: str) -> Row:
             raise _fail(source, f"release.{key} must be a non-empty string, got {rel[key]!r}")
     if sub["tier"] not in TIERS:
         raise _fail(source, f"submission.tier is {sub['tier']!r}; valid tiers: {', '.join(TIERS)}")
+    prediction_only = data.get("prediction_only") is True
+    if prediction_only and sub["tier"] != "self-reported":  # the schema says so too; a board never shows it re-run
+        raise IntegrityError(f"{source}: submission.tier is {sub['tier']!r} but prediction_only is true; a "
+                             "prediction-only entry is self-reported (nothing was re-run)")
     if not isinstance(data["entry"], str) or not data["entry"]:
         raise _fail(source, f"entry must be a non-empty string, got {data['entry']!r}")
     seeds = sub["seeds"]
@@ -259,7 +269,8 @@ def parse_result(data: object, source: str) -> Row:
                release=ReleaseKey(rel["name"], rel["version"], rel["manifest_sha256"]), scores=scores,
                clean_acc_by_dataset=dict(sorted(clean.items())), accuracy_floor=checked,
                cross_architecture=cells, source=source, sets=sets,
-               code_url=sub.get("code_url") or None, paper_url=sub.get("paper_url") or None)
+               code_url=sub.get("code_url") or None, paper_url=sub.get("paper_url") or None,
+               prediction_only=prediction_only)
 
 
 def parse_sets(sets: object, source: str) -> list[dict]:

@@ -71,7 +71,7 @@ def _score_cells(scores: dict[str, Interval]) -> list[str]:
 def row_cells(row: Row) -> list[str]:
     """The table's cells for ``row`` in ``COLUMNS`` order (shared by Markdown and HTML)."""
     return [str(row.rank) if row.ranked else "below floor", row.entry, *_score_cells(row.scores),
-            f"{row.num_parameters:,}", str(row.seeds), row.tier, row.evaluator_version]
+            f"{row.num_parameters:,}", str(row.seeds), row.tier_label, row.evaluator_version]
 
 
 def anchor_cells(anchor: Anchor) -> list[str]:
@@ -262,7 +262,7 @@ def _overall_table(board: Board) -> list[str]:
     for row in board.rows:
         cells = row_cells(row)
         sorts = [str(row.rank) if row.ranked else "", row.entry, *_sort_values(row.scores),
-                 str(row.num_parameters), str(row.seeds), row.tier, row.evaluator_version]
+                 str(row.num_parameters), str(row.seeds), row.tier_label, row.evaluator_version]
         tds = [_td(cells[0], sorts[0], True), _td(cells[1], sorts[1], inner=_entry_html(row))]
         tds += [_td(c, s, True) for c, s in zip(cells[2:11], sorts[2:11])]
         tds += [_td(c) for c in cells[11:]]
@@ -393,7 +393,7 @@ def _row_json(row: Row) -> dict:
             "code_url": row.code_url, "paper_url": row.paper_url, "submission_folder": f"submissions/{row.entry}",
             "scores": {s: row.scores[s].to_dict() for s in SCORE_NAMES},
             "clean_acc_by_dataset": row.clean_acc_by_dataset, "accuracy_floor": row.accuracy_floor,
-            "floor_note": row.floor_note()}
+            "floor_note": row.floor_note(), **({"prediction_only": True} if row.prediction_only else {})}
 
 
 def _anchor_json(anchor: Anchor) -> dict:

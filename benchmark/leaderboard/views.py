@@ -64,7 +64,8 @@ COLUMNS_DOC = (
     Column("num_parameters", "params", "", "Trainable parameters, summed over the entry's per-dataset models.", ""),
     Column("seeds", "seeds", "", "Training seeds scored (mean ± std is over these).", ""),
     Column("tier", "tier", "", "'re-run': scored by the maintainers from the submitted weights; 'self-reported': "
-           "scored by the submitter.", ""),
+           "scored by the submitter; 'prediction-only': scored from a predictions file (no model), forward-direction "
+           "scores only.", ""),
     Column("evaluator", "evaluator", "", "Evaluator version that wrote the results file.", ""),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS_DOC}
