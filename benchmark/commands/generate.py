@@ -14,8 +14,12 @@ HELP = "Generate feature/structure/joint metamers with near/far twins; writes pa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="registry name (see `metamer-bench list datasets`)")
     parser.add_argument("--model", required=True, help="reference architecture (see `metamer-bench list models`)")
-    parser.add_argument("--kind", required=True, help="feature, structure or joint")
-    parser.add_argument("--layer", type=int, default=None, help="hidden layer to match (default: the last)")
+    parser.add_argument("--kind", required=True, help="feature, continuous, structure or joint")
+    parser.add_argument("--layer", type=int, default=None,
+                        help="stage to match: a hidden layer 1..L, or L + 1 for the logits (default: the last hidden layer)")
+    parser.add_argument("--protocol", default="v2", choices=("v1", "v2"),
+                        help="controls and validity: v2 (centred null, far twins at the metamer's distance; default) "
+                             "or v1 (release v1's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="metamer seeds (restarts)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/metamers/<dataset>/<model>/<kind>)")
     parser.add_argument("--checkpoint", type=Path, default=None,
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.models import build_model
 
     # Check the layer against the architecture before spending time on training.
-    build_model(default_config(args.model, dataset.num_features, dataset.num_classes, task=dataset.task)).check_layer(args.layer)
+    build_model(default_config(args.model, dataset.num_features, dataset.num_classes, task=dataset.task)).check_stage(args.layer)
     if args.checkpoint is not None:
         model, card = load_checkpoint(args.checkpoint)
         if model.config.arch != args.model:
@@ -73,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
         config = default_config(args.model, dataset.num_features, dataset.num_classes, task=dataset.task)
         model, metrics = train_model(dataset, config, seed=args.train_seed, progress=not args.no_progress)
         reference = {"trained": True, "train_seed": args.train_seed, "metrics": metrics}
-    layer = model.check_layer(args.layer)
+    layer = model.check_stage(args.layer)
     frozen_set = make_frozen_set(dataset, model, args.model, args.kind, list(args.seeds), layer,
-                                 progress=not args.no_progress, **options)
+                                 progress=not args.no_progress, protocol=args.protocol, **options)
     out = args.out if args.out is not None else Path("runs") / "metamers" / dataset.name / args.model / args.kind
     out.mkdir(parents=True, exist_ok=True)
     from benchmark.release.shards import write_records

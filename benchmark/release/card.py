@@ -134,7 +134,7 @@ def _storage(root: Path) -> list[str]:
 
     lines = ["## Loading with Hugging Face `datasets`", "",
              "```python", "import datasets, torch", "",
-             'rows = datasets.load_dataset("data_cards/v1", "Cora", split="train")  # or "default", "bases", a dataset',
+             f'rows = datasets.load_dataset("data_cards/{root.name}", "Cora", split="train")  # or "default", "bases", a dataset',
              "by_id = {r[\"id\"]: r for r in rows}", "",
              "def graph(r):  # -> x [N, F] float32, edge_index [2, E] int64",
              '    xr = by_id[r["x_same_as"]] if r["x_same_as"] else r',
@@ -157,6 +157,10 @@ def _storage(root: Path) -> list[str]:
               "feature metamer carries about as many ones as the original, so its feature shard dominates the",
               "release. Decision: Photo keeps the full graph and every node (no target subset, exact features), and",
               "the release covers it with one reference model (GCN) instead of six, keeping the release small.", "",
+              *(["Continuous feature metamers are dense (one Cora graph: 2708 x 1433 values). They are stored on 16",
+                 "evenly spaced levels of each feature's range (`continuous_levels`), a 4-bit dictionary code per value,",
+                 "and validity is measured on the stored graph; they are built for one reference seed per model.", ""]
+                if any((root / "data").rglob("*-continuous-*.parquet")) else []),
               "| dataset | shards (bytes) | checkpoints (bytes) |", "|---|---|---|"]
     for folder in sorted((root / "data").iterdir()) if (root / "data").is_dir() else []:
         if folder.name != "bases":
@@ -167,7 +171,53 @@ def _storage(root: Path) -> list[str]:
     return lines
 
 
+_V2_INTRO = [
+    "Frozen *model metamers* of graph neural networks: graphs whose activations at a stage of a reference GNN",
+    "(an early hidden layer, the last hidden layer, or the logits) match the original graph's while their node",
+    "features (binary `feature` metamers on the data's support, `continuous` ones relaxed to each feature's",
+    "range) or edges (`structure` metamers, with an edit budget) differ. Each set holds the original and, per",
+    "metamer seed, the metamer, a near twin (1% of the feature ones or edges moved on node tasks; exactly one",
+    "atom type change or one bond swap on graph tasks) and a far twin changed exactly as much as its metamer",
+    "(the same number of moved words per node, the same L2 distance per node for continuous metamers, the same",
+    "numbers of removed and added edges) at random, so its activations are not matched.",
+    "",
+    "Validity (per test node or graph): the reference model keeps its prediction, and the Pearson r of the",
+    "variant's and the original's activations, both centred by the population mean of each unit, beats the",
+    "99th percentile of r between random distinct units (docs/validity_v2.md: how the criterion and the",
+    "quantile were chosen). A set is *ranked* when near twins are at least 95% valid, far twins at most 5%",
+    "(its controls pass) and at least 90% of its metamers are valid; the others are listed below with the",
+    "reason and are not ranked.",
+    "",
+    "References are trained with seeds no submission uses (`<reference>-s<seed>`), and intake refuses a",
+    "submission whose weights equal a reference checkpoint.",
+    "",
+]
+
+
+def _v2_tables(block: dict) -> list[str]:
+    def fmt(v):
+        return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    lines = ["## Sets: validity, controls and convergence", "",
+             "validity / near / far = share of test units valid for the metamer and its twins (mean over metamer",
+             "seeds); best it. / its = best iteration and iterations run (stop: plateau of 80 steps without a new",
+             "best, or 800 steps); moved words / edges removed = what the metamer (and so its far twin) changed.", "",
+             "| set | stage | validity | near | far | controls | ranked | best it. | its | moved words | edges removed | homophily |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in block["sets"]:
+        lines.append(f"| {row['key']} | {row.get('stage')} | {fmt(row['validity_rate'])} | "
+                     f"{fmt(row.get('near_validity_rate'))} | {fmt(row.get('far_validity_rate'))} | {row.get('controls')} | "
+                     f"{'yes' if row.get('ranked') else 'no'} | {fmt(row.get('best_iteration'))} | {fmt(row.get('iterations'))} | "
+                     f"{fmt(row.get('moved_words'))} | {fmt(row.get('edges_removed'))} | {fmt(row.get('edge_homophily'))} |")
+    unranked = [row for row in block["sets"] if not row.get("ranked")]
+    lines += ["", "## Sets that are not ranked", ""]
+    lines += ([f"- `{row['key']}`: {row['reason']}" for row in unranked] if unranked else ["None."])
+    return lines + [""]
+
+
 def _body(block: dict, name: str, storage: list[str] | None = None) -> str:
+    if block["sets"] and "stage" in block["sets"][0]:
+        return _body_v2(block, name, storage)
     lines = [f"# {name} (metamer-bench release {block['release']}, version {block['version']})", "",
              "Frozen *model metamers* of graph neural networks: graphs whose hidden activations at a layer of a",
              "reference GNN match the original graph's while their node features (feature metamers) or edges",
@@ -202,6 +252,31 @@ def _body(block: dict, name: str, storage: list[str] | None = None) -> str:
     lines += ["", "The metamers are derived data released under the source datasets' terms; the code is MIT.", "",
               "## Citation", "", "```bibtex", "@misc{metamerbench2026,", "  title = {metamer-bench: model metamers of graph neural networks},",
               "  year = {2026}, note = {release " + block["release"] + "}", "}", "```", ""]
+    return "\n".join(lines)
+
+
+def _body_v2(block: dict, name: str, storage: list[str] | None = None) -> str:
+    release = block["release"]
+    lines = [f"# {name} (metamer-bench release {release}, version {block['version']})", "", *_V2_INTRO,
+             f"Load with `benchmark.release.load_metamers(\"data_cards/{release}\", dataset=..., reference_model=..., "
+             "kind=..., layer=...)` (PyG `Data`), check with `metamer-bench verify`.", "",
+             "## Reference models", "",
+             "| dataset | reference | arch | seed | hidden layers | test acc | params | weights SHA-256 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for ref in block["reference_models"]:
+        lines.append(f"| {ref['dataset']} | {ref.get('reference')} | {ref['arch']} | {ref.get('seed')} | "
+                     f"{ref.get('num_hidden_layers')} | {ref['test_acc']:.3f} | {ref['num_params']} | "
+                     f"`{ref['weights_sha256'][:16]}...` |")
+    lines += ["", *_v2_tables(block), "## Build", "",
+              "Generation options: `metamer_bench.generation` in the header. Build timing (per set and in total) is",
+              "recorded in `.build/state.json`, outside the hashed files, so a rebuild gives the same card.", "",
+              *(storage or []), "## Source datasets and licences", ""]
+    for src in block["source_datasets"]:
+        lines.append(f"- **{src['name']}**: {src['citation']}. Licence: {src['license']}.")
+    lines += ["", "The metamers are derived data released under the source datasets' terms; the code is MIT.", "",
+              "## Citation", "", "```bibtex", "@misc{metamerbench2026,",
+              "  title = {metamer-bench: model metamers of graph neural networks},",
+              "  year = {2026}, note = {release " + release + "}", "}", "```", ""]
     return "\n".join(lines)
 
 
