@@ -43,7 +43,7 @@ from benchmark.metrics.scores import (
     check_bootstrap,
     js_distance,
 )
-from benchmark.release.records import FrozenSet, GraphRecord
+from benchmark.records import FrozenSet, GraphRecord
 from benchmark.submissions import (
     DatasetDims,
     check_schema,

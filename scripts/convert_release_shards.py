@@ -29,7 +29,7 @@ from torch import Tensor
 from benchmark.errors import IntegrityError
 from benchmark.files import read_json, sha256_file
 from benchmark.release.build import ReleaseBuilder, ReleaseConfig
-from benchmark.release.records import GraphRecord
+from benchmark.records import GraphRecord
 from benchmark.release.shards import read_records, write_records
 
 TENSORS = ("x", "edge_index", "y", "target", "valid", "similarity")

@@ -21,7 +21,7 @@ from benchmark.release.build import ReleaseBuilder, ReleaseConfig, base_records
 from benchmark.release.card import read_card
 from benchmark.release.download import download_release
 from benchmark.release.manifest import read_manifest
-from benchmark.release.records import GraphRecord
+from benchmark.records import GraphRecord
 from benchmark.release.verify import verify_release
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data_cards" / "v1"

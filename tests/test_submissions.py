@@ -15,7 +15,7 @@ from benchmark.cli import main
 from benchmark.errors import IntegrityError, UserError
 from benchmark.files import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from benchmark.models import count_parameters, default_config
-from benchmark.release.records import FrozenSet, GraphRecord
+from benchmark.records import FrozenSet, GraphRecord
 from benchmark.submissions import read_submission, validate_submission
 
 SEEDS = (0, 1, 2)

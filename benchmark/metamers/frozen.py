@@ -24,7 +24,7 @@ from benchmark.metamers.validity import (
 )
 from benchmark.metrics.distances import feature_cosine, feature_distances, structure_distances, wl_node_similarity
 from benchmark.models import GraphModel
-from benchmark.release.records import FrozenSet, GraphRecord
+from benchmark.records import FrozenSet, GraphRecord
 
 ROUND = 6  # significant digits kept for floats in stats (JSON size; values are not re-derived from them)
 

@@ -1,6 +1,6 @@
 """Frozen releases: parquet shards, manifest, data card, loader, build, verify, download."""
 from benchmark.release.loader import hf_dataset, load_frozen_sets, load_metamers, resolve_release
-from benchmark.release.records import KINDS, ROLES, FrozenSet, GraphRecord
+from benchmark.records import KINDS, ROLES, FrozenSet, GraphRecord
 from benchmark.release.shards import read_records, write_records
 
 __all__ = ["KINDS", "ROLES", "FrozenSet", "GraphRecord", "hf_dataset", "load_frozen_sets", "load_metamers",

@@ -34,7 +34,7 @@ from benchmark.files import atomic_write_json, read_json, sha256_file
 from benchmark.graphs import GraphDataset, get_spec, load_dataset
 from benchmark.models import MODEL_REGISTRY, ModelConfig, default_config
 from benchmark.models.config import DATASET_FIELDS
-from benchmark.release.records import KINDS, GraphRecord
+from benchmark.records import KINDS, GraphRecord
 from benchmark.release.shards import read_records, write_records
 from benchmark.versions import library_versions
 

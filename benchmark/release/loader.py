@@ -17,7 +17,7 @@ from torch_geometric.data import Data
 from benchmark.errors import unknown_choice
 from benchmark.release.locate import resolve_release
 from benchmark.release.manifest import MANIFEST_NAME, read_manifest, verify_files
-from benchmark.release.records import ROLES, FrozenSet, GraphRecord
+from benchmark.records import ROLES, FrozenSet, GraphRecord
 from benchmark.release.shards import read_records
 
 __all__ = ["hf_dataset", "load_frozen_sets", "load_metamers", "resolve_release"]

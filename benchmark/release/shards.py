@@ -36,7 +36,7 @@ from torch import Tensor
 
 from benchmark.errors import IntegrityError, UserError
 from benchmark.files import atomic_write_bytes
-from benchmark.release.records import GraphRecord
+from benchmark.records import GraphRecord
 
 _INDEX = pa.list_(pa.list_(pa.int64()))
 SCHEMA = pa.schema([
