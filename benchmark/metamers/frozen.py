@@ -10,7 +10,7 @@ from torch_geometric.data import Data
 from benchmark.errors import UserError, unknown_choice
 from benchmark.graphs import GraphDataset
 from benchmark.metamers.engine import MetamerResult, feature_frequency, frozen, generate_metamers
-from benchmark.metamers.options import KINDS, MetamerOptions
+from benchmark.metamers.options import KINDS, V2_DEFAULTS, MetamerOptions
 from benchmark.metamers.structure import pairs_to_edge_index, original_pairs
 from benchmark.metamers.twins import far_twin, matched_far_twin, moved_words, near_twin
 from benchmark.metamers.validity import (
@@ -142,11 +142,14 @@ def make_frozen_set(dataset: GraphDataset, model: GraphModel, reference_model: s
     by ``validity`` (a :data:`~benchmark.metamers.validity.CRITERIA` name, default ``centred``, its
     null at ``validity_quantile``: 0.99, docs/validity_v2.md),
     far twins matched to the metamer's input distance, near twins of one change on graph tasks,
-    edit counts and homophily recorded per variant, and ``layer`` may be the logits stage.
+    edit counts and homophily recorded per variant, ``layer`` may be the logits stage, and the
+    engine options default to :data:`~benchmark.metamers.options.V2_DEFAULTS` (optimise to a plateau).
     """
     _check(dataset, model, kind, list(seeds))
     if protocol not in PROTOCOLS:
         raise unknown_choice("protocol", protocol, PROTOCOLS)
+    if protocol == "v2":  # converge by default (options given still win)
+        options = {**V2_DEFAULTS, **options}
     if not 0.5 <= float(validity_quantile) < 1:
         raise UserError(f"validity_quantile must lie in [0.5, 1), got {validity_quantile!r}")
     if validity not in CRITERIA:

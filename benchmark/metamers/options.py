@@ -89,3 +89,14 @@ class MetamerOptions:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# Engine options of protocol v2 (release v2, ``generate --protocol v2``): optimise to a plateau,
+# not to a small fixed count (release v1 stopped at 100 steps with best_iteration 96-99 and lost
+# 5-26 points of validity to it), with the Pearson term, which raised Cora GCN validity from
+# 0.71 (v1) to 0.93-0.97 (docs/validity_v2.md); structure metamers with a 25% edit budget and
+# half their candidates outside 2 hops; continuous features stored on 16 levels. The dataclass
+# defaults above stay those release v1 was built with, so ``scripts/release_v1.yaml`` rebuilds it.
+V2_DEFAULTS = {"max_iterations": 800, "patience": 80, "pearson_weight": 1.0, "edge_budget": 0.25,
+               "candidate_source": "mixed", "continuous_levels": 16}
+
