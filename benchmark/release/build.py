@@ -302,8 +302,13 @@ class ReleaseBuilder:
         from benchmark.models import build_model
 
         cfg, v2 = self.config, bool(self.config.stages)
+        jobs = cfg.jobs()
+        if v2:  # model-major, so the first hours of a long build cover every kind of the first models
+            models = {d: list(dict.fromkeys(m for dd, m, _ in jobs if dd == d)) for d in cfg.datasets}
+            jobs = sorted(jobs, key=lambda j: (list(cfg.datasets).index(j[0]), models[j[0]].index(j[1]),
+                                               cfg.kinds_for(j[0]).index(j[2])))
         out = []
-        for name, model, kind in cfg.jobs():
+        for name, model, kind in jobs:
             arch = cfg.arch_of(model)
             if not v2:
                 out.append(Unit(name, model, arch, cfg.train_seed, kind, None, None, False))
