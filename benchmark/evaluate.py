@@ -44,14 +44,8 @@ from benchmark.metrics.scores import (
     js_distance,
 )
 from benchmark.records import FrozenSet, GraphRecord
-from benchmark.submissions import (
-    DatasetDims,
-    check_schema,
-    json_path,
-    load_schema,
-    raise_problems,
-    schema_problems,
-)
+from benchmark.schemas import check_schema, json_path, load_schema, raise_problems, schema_problems
+from benchmark.submissions import DatasetDims
 
 EVALUATOR_VERSION = "1.0.0"
 DIGITS = 6  # scores are rounded so that the results file's bytes do not depend on float noise

@@ -60,7 +60,7 @@ _MAX_LISTED = 8
 
 
 def _where(record_id: str) -> str:
-    from benchmark.submissions import json_path
+    from benchmark.schemas import json_path
 
     return json_path("predictions", ["outputs", record_id])
 
@@ -163,7 +163,7 @@ def write_predictions(path: str | os.PathLike, outputs: Mapping[str, Tensor], se
 # -- Checking a predictions file before reading it ------------------------------------------------------------------
 
 def _raise(problems: list[str], what: str) -> None:
-    from benchmark.submissions import raise_problems
+    from benchmark.schemas import raise_problems
 
     raise_problems(problems, what, IntegrityError)
 

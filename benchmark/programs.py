@@ -653,7 +653,7 @@ class CheckedPrograms:
 def validate_programs(sub: ProgramSubmission, datasets: list[str], dims: dict, device: str = "cpu") -> CheckedPrograms:
     """Files, hashes, archive checks, loading, and the outputs' shapes on a small graph of each dataset."""
     from benchmark.files import sha256_file
-    from benchmark.submissions import raise_problems
+    from benchmark.schemas import raise_problems
 
     files = [(d, s, sub.weights_path(d, s)) for d in datasets for s in sub.seeds]
     raise_problems([f"datasets.{d}.programs.{s}: file not found: {p}" for d, s, p in files if not p.is_file()],

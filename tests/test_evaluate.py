@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 from benchmark.errors import UserError
 from benchmark.evaluate import Evaluator
 from benchmark.records import FrozenSet, GraphRecord
-from benchmark.submissions import load_schema, schema_problems
+from benchmark.schemas import load_schema, schema_problems
 
 RELEASE = {"name": "toy", "version": "0.0.1", "manifest_sha256": "0" * 64}
 

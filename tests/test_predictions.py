@@ -19,7 +19,7 @@ from benchmark.predictions import (
     PREDICTIONS_FILE, check_predictions_header, expected_shapes, prediction_inputs, score_predictions,
     write_predictions,
 )
-from benchmark.submissions import load_schema, schema_problems
+from benchmark.schemas import load_schema, schema_problems
 
 RELEASE = Path(__file__).resolve().parents[1] / "data_cards" / "v1"
 SEEDS = [0, 1, 2]

@@ -21,7 +21,7 @@ from benchmark.errors import IntegrityError
 from benchmark.evaluate import Evaluator, evaluate_submission
 from benchmark.files import sha256_file
 from benchmark.programs import check_program_archive, export_program, load_program
-from benchmark.submissions import load_schema, schema_problems
+from benchmark.schemas import load_schema, schema_problems
 
 RELEASE = Path(__file__).resolve().parents[1] / "data_cards" / "v1"
 SEEDS = [0, 1, 2]

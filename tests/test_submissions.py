@@ -269,7 +269,7 @@ def release(tmp_path, cora, trained):
 def test_evaluate_writes_a_schema_valid_deterministic_results_file(entry, release, trained, capsys):
     from benchmark.evaluate import results_path
     from benchmark.leaderboard.ranking import parse_result
-    from benchmark.submissions import check_schema
+    from benchmark.schemas import check_schema
 
     assert main(["evaluate", str(entry), "--release", str(release), "--bootstrap", "200"]) == 0
     out = results_path(entry)

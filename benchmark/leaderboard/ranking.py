@@ -190,7 +190,7 @@ def parse_result(data: object, source: str) -> Row:
         raise _fail(source, f"a results file must hold a JSON object, got {type(data).__name__}")
     # The evaluator's own schema first (one contract for writer and reader), then what a schema
     # cannot say: the floor verdict agrees with its numbers, IC's mean lies in its CI.
-    from benchmark.submissions import load_schema, raise_problems, schema_problems
+    from benchmark.schemas import load_schema, raise_problems, schema_problems
 
     raise_problems(schema_problems(data, load_schema("result"), "results"), f"{source}: not a valid results file")
     _require(data, _TOP_KEYS, source, "results")

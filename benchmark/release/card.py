@@ -282,7 +282,7 @@ def _body_v2(block: dict, name: str, storage: list[str] | None = None) -> str:
 
 def write_card(root: str | os.PathLike, config, sets: list[dict], summaries: dict[str, dict]) -> dict:
     """Render and write ``README.md``; the metamer block is schema-checked first. Returns the block."""
-    from benchmark.submissions import check_schema
+    from benchmark.schemas import check_schema
 
     root = Path(root)
     block = metamer_block(root, config, sets, summaries)
@@ -304,7 +304,7 @@ def write_card(root: str | os.PathLike, config, sets: list[dict], summaries: dic
 
 def read_card(root: str | os.PathLike) -> dict:
     """The YAML header of a release's ``README.md``, with its metamer block schema-checked."""
-    from benchmark.submissions import check_schema
+    from benchmark.schemas import check_schema
 
     path = Path(root) / CARD_NAME
     if not path.is_file():

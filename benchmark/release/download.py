@@ -180,7 +180,7 @@ def download_release(release: str, source: str, to: str | os.PathLike | None = N
     """Fetch release ``release`` from ``source`` into ``to`` (default ``<cache>/releases/<release>``);
     returns the folder. See the module docstring for retries, resume and what is checked."""
     from benchmark.files import read_json
-    from benchmark.submissions import check_schema
+    from benchmark.schemas import check_schema
 
     check_release_name(release)
     if retries < 0 or backoff < 0:

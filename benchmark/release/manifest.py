@@ -24,7 +24,7 @@ def release_files(release_dir: Path) -> list[str]:
 
 def write_manifest(release_dir: str | os.PathLike, header: dict) -> dict:
     """Hash every file of ``release_dir`` and write ``MANIFEST.json`` (``header`` + ``files``); returns it."""
-    from benchmark.submissions import check_schema
+    from benchmark.schemas import check_schema
 
     release_dir = Path(release_dir)
     files = {rel: {"sha256": sha256_file(release_dir / rel), "bytes": (release_dir / rel).stat().st_size}
@@ -37,7 +37,7 @@ def write_manifest(release_dir: str | os.PathLike, header: dict) -> dict:
 
 def read_manifest(release_dir: str | os.PathLike) -> dict:
     """Read and schema-check ``MANIFEST.json``; errors name the failing field."""
-    from benchmark.submissions import check_schema
+    from benchmark.schemas import check_schema
 
     path = Path(release_dir) / MANIFEST_NAME
     if not path.is_file():
