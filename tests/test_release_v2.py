@@ -176,6 +176,9 @@ def test_a_v2_build_has_stages_references_and_verdicts(built_v2):
     assert all(s["reference"] == {"name": "gcn3r", "arch": "gcn", "seed": 1000} for s in cora)
     assert all(isinstance(s["ranked"], bool) for s in sets)
     assert manifest["generator"]["config"]["reference_seeds"] == [1000]
+    assert manifest["datasets"]["Cora"] == {"task": "node", "num_features": 1433, "num_classes": 7, "test_units": 1000,
+                                            "split": "public"}
+    assert manifest["datasets"]["MUTAG"]["test_units"] == 20
     card = read_card(built_v2)["metamer_bench"]
     assert all(row["controls"] in ("pass", "fail") and "stage" in row for row in card["sets"])
     assert all(ref["seed"] == 1000 for ref in card["reference_models"])

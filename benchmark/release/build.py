@@ -297,6 +297,15 @@ class ReleaseBuilder:
     def base_path(self, name: str) -> Path:
         return self.root / "data" / "bases" / f"{name}.parquet"
 
+    def dataset_facts(self) -> dict[str, dict]:
+        """Per-dataset facts for the manifest (v2): task, dimensions, test units and split source."""
+        out = {}
+        for name in self.config.datasets:
+            d = self.dataset(name)
+            out[name] = {"task": d.task, "num_features": d.num_features, "num_classes": d.num_classes,
+                         "test_units": int(d.index("test").numel()), "split": get_spec(name).split}
+        return out
+
     def units(self) -> list[Unit]:
         """Every shard of the release, in build order (dataset, kind, model, reference seed, stage)."""
         from benchmark.models import build_model
@@ -420,6 +429,7 @@ class ReleaseBuilder:
         write_card(self.root, self.config, sets, summaries)
         header = {"name": self.config.name, "release": self.config.release, "version": self.config.version,
                   "bases": {name: f"data/bases/{name}.parquet" for name in self.config.datasets}, "sets": sets,
+                  **({"datasets": self.dataset_facts()} if self.config.protocol == "v2" else {}),
                   "generator": {"version": __version__, "config": self.config.to_dict()},
                   "library_versions": library_versions()}
         return write_manifest(self.root, header)
