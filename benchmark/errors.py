@@ -25,7 +25,7 @@ class IntegrityError(CheckFailed):
     """A file does not match its recorded SHA-256, or its content is unsafe or corrupt."""
 
 
-def unknown_choice(kind: str, value: object, valid: Iterable[str]) -> UserError:
+def unknown_choice(kind: str, value: object, valid: Iterable[str], plural: str | None = None) -> UserError:
     """``UserError`` for a value outside a registry, listing every valid option."""
     options = ", ".join(sorted(valid))
-    return UserError(f"unknown {kind} {value!r}; valid {kind}s: {options}")
+    return UserError(f"unknown {kind} {value!r}; valid {plural or kind + 's'}: {options}")

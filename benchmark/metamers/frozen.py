@@ -153,7 +153,7 @@ def make_frozen_set(dataset: GraphDataset, model: GraphModel, reference_model: s
     if not 0.5 <= float(validity_quantile) < 1:
         raise UserError(f"validity_quantile must lie in [0.5, 1), got {validity_quantile!r}")
     if validity not in CRITERIA:
-        raise unknown_choice("validity criterion", validity, CRITERIA)
+        raise unknown_choice("validity criterion", validity, CRITERIA, "validity criteria")
     if protocol == "v1" and (kind == "continuous" or (layer or 0) > model.num_hidden_layers):
         raise UserError("continuous metamers and the logits stage need protocol='v2'")
     opts = MetamerOptions.from_kwargs(**options)

@@ -215,7 +215,7 @@ class StageCriterion:
         from benchmark.errors import unknown_choice
 
         if criterion not in CRITERIA:
-            raise unknown_choice("validity criterion", criterion, CRITERIA)
+            raise unknown_choice("validity criterion", criterion, CRITERIA, "validity criteria")
         h = h_population.detach().cpu()
         if criterion == "random_pair":
             return cls(criterion, None, null_threshold(h, quantile), quantile)

@@ -104,19 +104,6 @@ class ReleaseConfig:
         for kind in self.kinds:
             if kind not in KINDS:
                 raise unknown_choice("kind", kind, KINDS)
-        for name, entry in self.datasets.items():
-            get_spec(name)
-            for model in self.models_for(name, None):
-                arch = self.arch_of(model)
-                if arch not in MODEL_REGISTRY:
-                    raise unknown_choice("model", arch, sorted(MODEL_REGISTRY) + sorted(self.references))
-        for stage in self.stages:
-            if stage not in STAGES:
-                raise unknown_choice("stage", stage, STAGES)
-        if self.protocol not in ("v1", "v2"):
-            raise unknown_choice("protocol", self.protocol, ("v1", "v2"))
-        if self.protocol == "v1" and (self.stages or self.reference_seeds or self.references):
-            raise UserError("stages, reference_seeds and references need protocol: v2")
         for ref, spec in self.references.items():
             if not isinstance(spec, dict) or "arch" not in spec:
                 raise UserError(f"references[{ref!r}] must be a mapping with an 'arch' (a registry name), got {spec!r}")
@@ -125,6 +112,27 @@ class ReleaseConfig:
                 raise UserError(f"references[{ref!r}]: unknown field(s) {unknown}; valid: {sorted(_PINNABLE | {'arch'})}")
             if ref in MODEL_REGISTRY:
                 raise UserError(f"references[{ref!r}]: the name is a registry architecture; pick another name")
+        for name, entry in self.datasets.items():
+            get_spec(name)
+            for model in self.models_for(name, None):
+                arch = self.arch_of(model)
+                if arch not in MODEL_REGISTRY:
+                    raise unknown_choice("model", arch, sorted(MODEL_REGISTRY) + sorted(self.references))
+        for name in self.datasets:
+            for kind in self.kinds_for(name):
+                if kind not in KINDS:
+                    raise unknown_choice(f"kind of datasets[{name!r}]", kind, KINDS, "kinds")
+        for kind, seeds in self.reference_seeds_by_kind.items():
+            if kind not in KINDS or not isinstance(seeds, list) or not seeds:
+                raise UserError(f"reference_seeds_by_kind[{kind!r}] must map a kind ({', '.join(KINDS)}) to a "
+                                f"non-empty list of seeds, got {seeds!r}")
+        for stage in self.stages:
+            if stage not in STAGES:
+                raise unknown_choice("stage", stage, STAGES)
+        if self.protocol not in ("v1", "v2"):
+            raise unknown_choice("protocol", self.protocol, ("v1", "v2"))
+        if self.protocol == "v1" and (self.stages or self.reference_seeds or self.references):
+            raise UserError("stages, reference_seeds and references need protocol: v2")
         if not isinstance(self.model_overrides, dict):
             raise UserError(f"model_overrides must map an architecture to ModelConfig fields, got {self.model_overrides!r}")
         used = {self.arch_of(model) for _, model, _ in self.jobs()}
