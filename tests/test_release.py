@@ -159,6 +159,60 @@ def test_tampered_validity_is_caught_by_recomputation(release, cora):
     assert any("Cora/gcn/structure/L1" in p and "recomputed validity differs" in p for p in report.problems)
 
 
+def _shift_test_labels(release: Path, dataset, shards: list[str], base: bool) -> None:
+    """Shift the labels of ``dataset``'s test nodes by one class in the named shards (and the base
+    file), consistently, then re-hash the manifest: only a comparison with the dataset can tell."""
+    test = dataset.index("test")
+
+    def shift(record):
+        y = record.y.clone()
+        y[test] = (y[test] + 1) % dataset.num_classes
+        record.y = y
+
+    bases_path = release / "data" / "bases" / "Cora.parquet"
+    bases = {r.id: r for r in read_records(bases_path)}
+    if base:
+        for record in bases.values():
+            shift(record)
+        write_records(bases_path, list(bases.values()))
+    for name in shards:
+        shard = release / "data" / "Cora" / name
+        records = read_records(shard, bases)
+        for record in records:
+            shift(record)
+        write_records(shard, records, bases)
+    ReleaseBuilder(tiny_config(), release, progress=False).finish()  # the manifest agrees with the edits
+
+
+def test_shifted_test_labels_fail_verify_naming_the_set_and_field(release, cora):
+    """Issue 17.5: labels, splits and base graphs are checked against the base datasets."""
+    assert verify_release(release, progress=False).ok
+    _shift_test_labels(release, cora, ["gcn-feature.parquet", "gcn-structure.parquet"], base=True)
+    problems = verify_release(release, progress=False).problems
+    assert "data/bases/Cora.parquet: Cora/base: y differs from the Cora dataset's (1000 of 2708 entries differ)" \
+        in problems, problems
+    for kind in ("feature", "structure"):
+        assert any(re.match(rf"Cora/gcn/{kind}/L\d: Cora/gcn/{kind}/L\d/original: y differs from the Cora dataset's "
+                            r"\(1000 of 2708", p) for p in problems), problems
+    assert not any(p.startswith("MUTAG") for p in problems)  # the other dataset is untouched
+
+
+def test_labels_edited_in_one_set_only_or_a_moved_split_are_named(release, cora):
+    _shift_test_labels(release, cora, ["gcn-structure.parquet"], base=False)
+    shard = release / "data" / "Cora" / "gcn-feature.parquet"
+    bases = {r.id: r for r in read_records(release / "data" / "bases" / "Cora.parquet")}
+    records = read_records(shard, bases)
+    for record in records:
+        record.target = record.target.roll(1)  # the scored nodes are no longer the test split
+    write_records(shard, records, bases)
+    ReleaseBuilder(tiny_config(), release, progress=False).finish()
+    problems = verify_release(release, progress=False).problems
+    assert any(re.match(r"Cora/gcn/structure/L\d: Cora/gcn/structure/L\d/original: y differs", p) for p in problems)
+    assert any(re.match(r"Cora/gcn/feature/L\d: Cora/gcn/feature/L\d/original: target_mask is not the Cora test split",
+                        p) for p in problems), problems
+    assert not any(p.startswith("data/bases/") for p in problems)
+
+
 def test_schema_violations_name_the_field(release):
     manifest = read_json(release / "MANIFEST.json")
     manifest["version"] = "1.0"
