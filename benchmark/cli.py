@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "train",
     "leaderboard",
     "evaluate",
+    "rerun",
     "validate",
     "generate",
     "build_release",
