@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "evaluate",
     "predict_template",
     "score_predictions",
+    "rerun",
     "validate",
     "generate",
     "build_release",

@@ -657,7 +657,8 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: str | os.Path
         evaluator = Evaluator(release_dir, num_bootstrap=num_bootstrap)
     if evaluator.release_info is None:
         raise UserError("the evaluator has no release identity (name, version, manifest hash) to bind scores to")
-    checked = validate_submission(entry_dir, datasets=evaluator.datasets, dims=evaluator.dims, device=device)
+    checked = validate_submission(entry_dir, datasets=evaluator.datasets, dims=evaluator.dims, device=device,
+                                  references=evaluator.release_dir)
     sub = checked.submission
     card = sub.card
     program = getattr(sub, "format", None) is not None  # exported programs (benchmark/programs.py)

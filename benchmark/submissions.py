@@ -16,6 +16,12 @@ that class. The classes, in order:
    into the registered architecture built from the declared config (never from the file);
 8. ``parameters``: the declared parameter count is the real one.
 
+Within class 7, seeds that are copies of one another are refused, and, given the release
+(``references``), so is any weights file equal to one of the release's reference checkpoints
+(to :data:`REFERENCE_ATOL`), for releases whose manifest declares reference seeds disjoint from
+submissions' (``generator.config.reference_seeds``). Release v1 declares none: its references are
+the baselines' seed 0 by construction (a documented leak, fixed in v2), so v1 keeps accepting them.
+
 The architecture always comes from the registry and the card's config.
 """
 from __future__ import annotations
@@ -35,8 +41,9 @@ from benchmark.schemas import check_schema, raise_problems
 SUBMISSION_FILE = "submission.json"
 MIN_SEEDS = 3
 ENTRY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# Folder names the project itself uses next to the entries (results files live in submissions/results/).
-RESERVED_ENTRIES = frozenset({"results"})
+# Folder names the project itself uses next to the entries: results files live in submissions/results/,
+# rerun records (benchmark.rerun) in submissions/reruns/.
+RESERVED_ENTRIES = frozenset({"results", "reruns"})
 # A card is a few KiB; the cap refuses a hostile one before it is read.
 MAX_CARD_BYTES = 1 << 20
 _WEIGHTS_NAME = re.compile(r"^seed-(0|[1-9][0-9]*)\.safetensors$")
@@ -245,6 +252,51 @@ def _copied_seed_problems(dataset: str, seeds: list[int], models: list) -> list[
     return problems
 
 
+# A submitted model this close (max abs difference over every tensor) to a reference checkpoint of
+# the release is that checkpoint: metamers were optimised against it, so it would score as a copy.
+REFERENCE_ATOL = 1e-6
+
+
+def reference_checkpoints(release_dir: str | os.PathLike) -> dict[str, dict[str, Path]]:
+    """``{dataset: {"checkpoints/<dataset>/<arch>": weights path}}`` of the release's reference
+    models, hash-checked, when its manifest declares reference seeds (``generator.config.reference_seeds``);
+    ``{}`` for a release that declares none (v1, whose references are the baselines' seed 0)."""
+    from benchmark.release.manifest import read_manifest, verify_files
+
+    manifest = read_manifest(release_dir)
+    config = manifest["generator"]["config"]
+    if not config.get("reference_seeds"):
+        return {}
+    listed = sorted(rel for rel in manifest["files"]
+                    if len(parts := rel.split("/")) == 4 and parts[0] == "checkpoints" and parts[3] == "model.safetensors")
+    verify_files(release_dir, manifest, only=listed)
+    out: dict[str, dict[str, Path]] = {}
+    for rel in listed:
+        _, dataset, arch, _ = rel.split("/")
+        out.setdefault(dataset, {})[f"checkpoints/{dataset}/{arch}"] = Path(release_dir) / rel
+    return out
+
+
+def _reference_copy_problems(dataset: str, seeds: list[int], models: list, references: dict[str, Path]) -> list[str]:
+    """Seeds whose weights equal a reference checkpoint of the release (to ``REFERENCE_ATOL``), naming it."""
+    from benchmark.checkpoints import read_safetensors
+
+    problems = []
+    for name, path in sorted(references.items()):
+        ref = read_safetensors(path)
+        for seed, model in zip(seeds, models):
+            state = model.state_dict()
+            if state.keys() != ref.keys() or any(state[k].shape != ref[k].shape for k in state):
+                continue  # another architecture or config: cannot be that checkpoint
+            worst = max((float((state[k].double() - ref[k].double()).abs().max()) for k in state if state[k].numel()),
+                        default=0.0)
+            if worst <= REFERENCE_ATOL:
+                problems.append(f"datasets.{dataset}.weights.{seed}: equal to the release's reference checkpoint "
+                                f"{name} (max abs difference {worst:.3g} <= {REFERENCE_ATOL:g}); the metamers were "
+                                "made against it, so submit independently trained weights")
+    return problems
+
+
 @dataclass
 class CheckedSubmission:
     """A submission that passed every check, with its models loaded: ``models[dataset][i]`` is seed ``seeds[i]``."""
@@ -256,7 +308,8 @@ class CheckedSubmission:
 
 
 def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = None,
-                        dims: dict[str, DatasetDims] | None = None, device: str = "cpu") -> CheckedSubmission:
+                        dims: dict[str, DatasetDims] | None = None, device: str = "cpu",
+                        references: str | os.PathLike | None = None) -> CheckedSubmission:
     """Run every check (see the module docstring) and return the loaded models.
 
     Args:
@@ -264,6 +317,8 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
         datasets: datasets the release scores (each must be covered, and only these are loaded);
             None loads every dataset in the card.
         dims: dataset dimensions (e.g. from the release); missing ones are read from the data.
+        references: the release folder whose reference checkpoints no weights file may equal
+            (applied when its manifest declares ``reference_seeds``; see :func:`reference_checkpoints`).
 
     Raises:
         UserError / IntegrityError: on the first class of problem, listing every problem in it.
@@ -314,6 +369,7 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
     raise_problems(mismatched, f"{sub.folder}: weights do not match their SHA-256", IntegrityError)
 
     checked = CheckedSubmission(sub, weights_sha256=hashes)
+    refs = reference_checkpoints(references) if references is not None else {}
     problems = []
     for name in wanted:
         models = []
@@ -331,6 +387,8 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
                 continue
             models.append(model.eval().to(device))
         problems += _copied_seed_problems(name, sub.seeds, models) if len(models) == len(sub.seeds) else []
+        if len(models) == len(sub.seeds) and refs.get(name):
+            problems += _reference_copy_problems(name, sub.seeds, models, refs[name])
         checked.models[name] = models
         checked.num_parameters[name] = count_parameters(build_model(configs[name]))
     raise_problems(problems, f"{sub.folder}: weights refused", IntegrityError)

@@ -41,8 +41,10 @@ def source(tmp_path) -> Path:
 
 class _Server:
     """Serves a folder; ``faults[path]`` is a list of what the next requests of that path get:
-    an HTTP status to fail with, ``"cut"`` (half the body, then the connection closes) or
-    ``"no-range"`` (the whole file with 200, ignoring ``Range``). ``log`` records (path, Range)."""
+    an HTTP status to fail with, ``"cut"`` (half the body, then the connection closes),
+    ``"truncate"`` (half the body as a complete response: a Content-Length of that half, as a man in
+    the middle would send) or ``"no-range"`` (the whole file with 200, ignoring ``Range``).
+    ``log`` records (path, Range)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder, self.faults, self.log = folder, {}, []
@@ -87,6 +89,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
+        if fault == "truncate":
+            body = body[: len(body) // 2]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if fault == "cut":
@@ -186,6 +190,55 @@ def test_a_file_larger_than_its_manifest_size_is_aborted_and_discarded(server, s
         download_release("v7", server().url, target, retries=0, backoff=0)
     assert not (target / BIG).exists() and not (target / MANIFEST_NAME).exists()
     assert not [p for p in target.rglob("*") if p.name.endswith(".part")]
+
+
+@pytest.mark.parametrize("fault", ["truncate", "cut"])
+def test_a_truncated_manifest_leaves_nothing_a_later_run_trusts(server, source, tmp_path, fault, capsys):
+    """Issue 17.6: the manifest is the root of every hash check; a truncated one (a short but complete-
+    looking response, or a connection cut mid-way) is one line naming it, and leaves no manifest, staged
+    copy or partial file that a later run or a loader could take for a release."""
+    srv = server()
+    target = tmp_path / "got"
+    srv.faults[MANIFEST_NAME] = [fault]
+    assert main(["download", "v7", "--from", srv.url, "--to", str(target), "--retries", "0", "--no-progress"]) \
+        in (1, 2)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and MANIFEST_NAME in err, err
+    assert not (target / MANIFEST_NAME).exists()
+    leftovers = sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) if target.exists() else []
+    assert leftovers == [], leftovers  # no staged manifest, no .part, no data file fetched on its word
+    with pytest.raises(UserError, match="not a frozen release"):
+        read_manifest(target)
+    # A later run against an honest server starts clean and ends with the complete, verified release.
+    download_release("v7", srv.url, target, retries=0, backoff=0)
+    _assert_complete(target, source)
+    assert [rng for rng in srv.requests(MANIFEST_NAME)] == [None, None]  # the cut part was not resumed
+
+
+def test_a_shortened_manifest_of_a_known_release_is_refused_by_its_pinned_hash(tmp_path):
+    """A manifest that still parses after truncation (here: release v1's, one file entry dropped) cannot
+    pass as a pinned release: its SHA-256 is checked against benchmark/release/known.py first."""
+    repo = Path(__file__).resolve().parents[1]
+    served = tmp_path / "served"
+    served.mkdir()
+    manifest = json.loads((repo / "data_cards" / "v1" / MANIFEST_NAME).read_text())
+    dropped = sorted(manifest["files"])[-1]
+    del manifest["files"][dropped]
+    (served / MANIFEST_NAME).write_text(json.dumps(manifest))
+    srv = _Server(served)
+    try:
+        target = tmp_path / "got"
+        with pytest.raises(IntegrityError, match=r"MANIFEST\.json from .* has SHA-256 [0-9a-f]{12}.*; release "
+                                                 r"metamer-bench-v1 1\.0\.0 is pinned to b1cf314d48d3"):
+            download_release("v1", srv.url, target, retries=0, backoff=0)
+        assert not target.exists() or sorted(target.rglob("*")) == []
+        assert [p for p, _ in srv.log] == [MANIFEST_NAME]  # nothing fetched on its word
+        # The real manifest passes the pin (the download then fails on the files this server lacks).
+        (served / MANIFEST_NAME).write_bytes((repo / "data_cards" / "v1" / MANIFEST_NAME).read_bytes())
+        with pytest.raises(UserError, match="HTTP 404"):
+            download_release("v1", srv.url, target, retries=0, backoff=0)
+    finally:
+        srv.httpd.shutdown()
 
 
 def test_a_missing_file_is_an_input_error_not_retried(server, source, tmp_path):

@@ -159,6 +159,122 @@ def test_tampered_validity_is_caught_by_recomputation(release, cora):
     assert any("Cora/gcn/structure/L1" in p and "recomputed validity differs" in p for p in report.problems)
 
 
+def _shift_test_labels(release: Path, dataset, shards: list[str], base: bool) -> None:
+    """Shift the labels of ``dataset``'s test nodes by one class in the named shards (and the base
+    file), consistently, then re-hash the manifest: only a comparison with the dataset can tell."""
+    test = dataset.index("test")
+
+    def shift(record):
+        y = record.y.clone()
+        y[test] = (y[test] + 1) % dataset.num_classes
+        record.y = y
+
+    bases_path = release / "data" / "bases" / "Cora.parquet"
+    bases = {r.id: r for r in read_records(bases_path)}
+    if base:
+        for record in bases.values():
+            shift(record)
+        write_records(bases_path, list(bases.values()))
+    for name in shards:
+        shard = release / "data" / "Cora" / name
+        records = read_records(shard, bases)
+        for record in records:
+            shift(record)
+        write_records(shard, records, bases)
+    ReleaseBuilder(tiny_config(), release, progress=False).finish()  # the manifest agrees with the edits
+
+
+def test_shifted_test_labels_fail_verify_naming_the_set_and_field(release, cora):
+    """Issue 17.5: labels, splits and base graphs are checked against the base datasets."""
+    assert verify_release(release, progress=False).ok
+    _shift_test_labels(release, cora, ["gcn-feature.parquet", "gcn-structure.parquet"], base=True)
+    problems = verify_release(release, progress=False).problems
+    assert "data/bases/Cora.parquet: Cora/base: y differs from the Cora dataset's (1000 of 2708 entries differ)" \
+        in problems, problems
+    for kind in ("feature", "structure"):
+        assert any(re.match(rf"Cora/gcn/{kind}/L\d: Cora/gcn/{kind}/L\d/original: y differs from the Cora dataset's "
+                            r"\(1000 of 2708", p) for p in problems), problems
+    assert not any(p.startswith("MUTAG") for p in problems)  # the other dataset is untouched
+
+
+def test_labels_edited_in_one_set_only_or_a_moved_split_are_named(release, cora):
+    _shift_test_labels(release, cora, ["gcn-structure.parquet"], base=False)
+    shard = release / "data" / "Cora" / "gcn-feature.parquet"
+    bases = {r.id: r for r in read_records(release / "data" / "bases" / "Cora.parquet")}
+    records = read_records(shard, bases)
+    for record in records:
+        record.target = record.target.roll(1)  # the scored nodes are no longer the test split
+    write_records(shard, records, bases)
+    ReleaseBuilder(tiny_config(), release, progress=False).finish()
+    problems = verify_release(release, progress=False).problems
+    assert any(re.match(r"Cora/gcn/structure/L\d: Cora/gcn/structure/L\d/original: y differs", p) for p in problems)
+    assert any(re.match(r"Cora/gcn/feature/L\d: Cora/gcn/feature/L\d/original: target_mask is not the Cora test split",
+                        p) for p in problems), problems
+    assert not any(p.startswith("data/bases/") for p in problems)
+
+
+def _entry_with_a_reference_copy(release: Path, tmp_path: Path) -> Path:
+    """gcn-baseline reduced to the tiny release's datasets, Cora seed 0 replaced by the release's own
+    Cora/gcn reference checkpoint (the same registry-default architecture)."""
+    repo = Path(__file__).resolve().parents[1]
+    entry = tmp_path / "submissions" / "gcn-copy"
+    shutil.copytree(repo / "submissions" / "gcn-baseline", entry)
+    for extra in ("CiteSeer", "Photo"):
+        shutil.rmtree(entry / extra)
+    copied = entry / "Cora" / "seed-0.safetensors"
+    shutil.copyfile(release / "checkpoints" / "Cora" / "gcn" / "model.safetensors", copied)
+    card = read_json(entry / "submission.json")
+    card["datasets"] = {d: card["datasets"][d] for d in ("Cora", "MUTAG")}
+    card["datasets"]["Cora"]["weights"]["0"]["sha256"] = sha256_file(copied)
+    card["num_parameters"] = 1433 * 64 + 64 + 64 * 7 + 7  # 2-layer GCN on Cora, the larger of the two
+    atomic_write_json(entry / "submission.json", card)
+    return entry
+
+
+def _declare_reference_seeds(release: Path, seeds: list[int]) -> None:
+    manifest = read_json(release / "MANIFEST.json")
+    manifest["generator"]["config"]["reference_seeds"] = seeds
+    atomic_write_json(release / "MANIFEST.json", manifest)
+
+
+def test_weights_equal_to_a_reference_checkpoint_are_refused_when_the_release_declares_reference_seeds(
+        release, tmp_path, capsys):
+    """Issue 11.4: a submission may not be (to 1e-6) a reference model the metamers were made against."""
+    from benchmark.cli import main
+    from benchmark.submissions import validate_submission
+
+    entry = _entry_with_a_reference_copy(release, tmp_path)
+    # Without reference_seeds (release v1: references are the baselines' seed 0, a documented leak), accepted.
+    assert set(validate_submission(entry, datasets=["Cora", "MUTAG"], references=release).models) == {"Cora", "MUTAG"}
+    _declare_reference_seeds(release, [100])
+    with pytest.raises(IntegrityError, match=r"datasets\.Cora\.weights\.0: equal to the release's reference checkpoint "
+                                             r"checkpoints/Cora/gcn \(max abs difference 0 <= 1e-06\)"):
+        validate_submission(entry, datasets=["Cora", "MUTAG"], references=release)
+    assert main(["validate", str(entry), "--release", str(release)]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoints/Cora/gcn" in err and "Traceback" not in err
+    assert main(["evaluate", str(entry), "--release", str(release), "--out", str(tmp_path / "r.json"),
+                 "--no-progress"]) == 1
+    assert "equal to the release's reference checkpoint checkpoints/Cora/gcn" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+    # Within 1e-6 is the same checkpoint; 1e-3 away is another model.
+    from safetensors.torch import load_file, save_file
+
+    copied = entry / "Cora" / "seed-0.safetensors"
+    for shift, refused in ((5e-7, True), (1e-3, False)):
+        tensors = {k: v + shift for k, v in load_file(release / "checkpoints" / "Cora" / "gcn" / "model.safetensors").items()}
+        save_file(tensors, copied)
+        card = read_json(entry / "submission.json")
+        card["datasets"]["Cora"]["weights"]["0"]["sha256"] = sha256_file(copied)
+        atomic_write_json(entry / "submission.json", card)
+        if refused:
+            with pytest.raises(IntegrityError, match=r"checkpoints/Cora/gcn \(max abs difference 5\.\d+e-07"):
+                validate_submission(entry, datasets=["Cora", "MUTAG"], references=release)
+        else:
+            validate_submission(entry, datasets=["Cora", "MUTAG"], references=release)
+
+
 def test_schema_violations_name_the_field(release):
     manifest = read_json(release / "MANIFEST.json")
     manifest["version"] = "1.0"

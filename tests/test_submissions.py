@@ -390,9 +390,10 @@ def test_string_caps_safe_names_and_config_bounds(entry, change, path):
 
 
 def test_reserved_and_symlinked_entries_are_refused(tmp_path, entry):
-    reserved = shutil.copytree(entry, tmp_path / "submissions" / "results")
-    with pytest.raises(UserError, match="'results' is reserved"):
-        read_submission(reserved)
+    for name in ("results", "reruns"):  # results files and rerun records (benchmark.rerun) live there
+        reserved = shutil.copytree(entry, tmp_path / "submissions" / name)
+        with pytest.raises(UserError, match=f"'{name}' is reserved"):
+            read_submission(reserved)
     link = tmp_path / "submissions" / "linked"
     link.symlink_to(entry, target_is_directory=True)
     with pytest.raises(IntegrityError, match="is a symlink"):

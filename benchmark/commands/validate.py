@@ -15,7 +15,8 @@ from benchmark.commands import RELEASE_HELP
 NAME = "validate"
 SUMMARY = "Run every intake check on a submission, without scoring."
 HELP = ("Check a submission folder (card schema, safe paths, SHA-256, safetensors, strict loading, "
-        "parameter count, release coverage) without scoring it; exits 1 on the first class of problem.")
+        "parameter count, release coverage, no weights equal to a reference checkpoint of a release that "
+        "declares reference_seeds) without scoring it; exits 1 on the first class of problem.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: dataset coverage is not checked: {err}", file=sys.stderr)
     dims = release_dims(release) if release is not None else None
     with as_check():
-        checked = validate_submission(args.entry, datasets=sorted(dims) if dims else None, dims=dims)
+        checked = validate_submission(args.entry, datasets=sorted(dims) if dims else None, dims=dims,
+                                      references=release)
     sub = checked.submission
     if args.json:
         print(json.dumps({"ok": True, "entry": str(args.entry), "architecture": sub.architecture, "seeds": sub.seeds,

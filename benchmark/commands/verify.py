@@ -1,4 +1,5 @@
-"""``metamer-bench verify [RELEASE]``: re-hash every file and recompute the recorded validity.
+"""``metamer-bench verify [RELEASE]``: re-hash every file, check the data against the base datasets
+(graphs, labels, splits) and recompute the recorded validity.
 
 Exit 1 when any check fails (every problem is listed), 2 when the release cannot be found.
 """
@@ -11,8 +12,9 @@ import sys
 from benchmark.commands import RELEASE_HELP
 
 NAME = "verify"
-SUMMARY = "Re-check a release: hashes, schemas, recomputed validity."
-HELP = "Re-check a release: SHA-256 of every file, schemas, and validity recomputed from the reference checkpoints."
+SUMMARY = "Re-check a release: hashes, schemas, data, recomputed validity."
+HELP = ("Re-check a release: SHA-256 of every file, schemas, base graphs, labels and splits against the base "
+        "datasets, and validity recomputed from the reference checkpoints.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -312,8 +312,12 @@ def load_results(results_dir: str | os.PathLike) -> list[Row]:
     """Read and validate every ``*.json`` in ``results_dir`` (sorted by file name).
 
     A missing folder is an error (the caller decides whether "no results yet" is fine); two files
-    claiming the same entry on the same release are an error.
+    claiming the same entry on the same release are an error. Each row's ``tier`` is
+    :func:`benchmark.rerun.derived_tier` with the submissions folder = ``results_dir``'s parent:
+    ``re-run`` only with a matching rerun record in ``<parent>/reruns/``, whatever the file claims.
     """
+    from benchmark.rerun import derived_tier
+
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"results folder not found: {results_dir} (scored results are written there by "
@@ -325,6 +329,8 @@ def load_results(results_dir: str | os.PathLike) -> list[Row]:
         except ValueError as err:
             raise UserError(str(err)) from err
         row = parse_result(data, source=path.name)
+        # The tier shown is derived from what was checked (benchmark.rerun), not the card's claim.
+        row.tier = derived_tier(data, results_dir.parent)
         key = (row.release, row.entry)
         if key in seen:
             raise UserError(f"{path.name} and {seen[key]} both hold entry {row.entry!r} on release "

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from benchmark.leaderboard.ranking import SCORE_NAMES, Board
+from benchmark.reproduce import WEIGHT_ATOL
 
 METRICS_DOC = "METRICS.md"
 PAPERS = (
@@ -63,9 +64,10 @@ COLUMNS_DOC = (
     Column("clean_acc", "clean_acc", "higher", "Accuracy on the original test units (all units).", "score-clean_acc"),
     Column("num_parameters", "params", "", "Trainable parameters, summed over the entry's per-dataset models.", ""),
     Column("seeds", "seeds", "", "Training seeds scored (mean ± std is over these).", ""),
-    Column("tier", "tier", "", "'re-run': scored by the maintainers from the submitted weights; 'self-reported': "
-           "scored by the submitter; 'prediction-only': scored from a predictions file (no model), forward-direction "
-           "scores only.", ""),
+    Column("tier", "tier", "", "Derived, not claimed: 're-run' when the project's recipe retrained every scored "
+           f"weights file and matched it within {WEIGHT_ATOL:g} (submissions/reruns/<entry>.json, checked in CI); "
+           "'prediction-only': scored from a predictions file (no model), forward-direction scores only; "
+           "'self-reported' otherwise.", ""),
     Column("evaluator", "evaluator", "", "Evaluator version that wrote the results file.", ""),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS_DOC}

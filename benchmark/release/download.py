@@ -13,6 +13,13 @@ Contract:
   it gets the mode a plain ``open()`` would give (not mkstemp's 0600) and only then is it renamed.
   A file whose bytes do not match raises :class:`IntegrityError` naming it and leaves nothing.
   The manifest lands last: a folder with a ``MANIFEST.json`` is a complete, verified release.
+- **The manifest is the root of trust, so a bad one leaves nothing.** It has no hash to be
+  checked against, so it is checked otherwise: a response shorter than its ``Content-Length`` is cut
+  short (for every file), the manifest must parse and match its schema and the requested release
+  name, and a release this package pins (:mod:`benchmark.release.known`, by name and version) must
+  have the pinned SHA-256. A truncated or replaced manifest fails in one line naming it, before
+  any file is fetched on its word, and its staged copy and partial file are removed, so no later
+  run or loader can take it for a release.
 - **Retries.** Transient failures (connection refused or reset, timeouts, a response cut short,
   HTTP 408/425/429/5xx) are retried up to ``retries`` times per file, after ``backoff``,
   ``2 * backoff``, ``4 * backoff``... seconds. Other HTTP errors (404: the source does not serve
@@ -95,6 +102,10 @@ class _HttpSource:
             resumed = offset > 0 and response.status == 206
             if not resumed:
                 offset = 0  # a fresh request, or a server that ignored Range: read from the start
+            # http.client's read(n) returns short, without an error, when the connection closes
+            # before Content-Length bytes: count them ourselves (the manifest has no other size).
+            declared = response.headers.get("Content-Length")
+            expected_end = offset + int(declared) if declared and declared.isdigit() else None
             bar.reset(total=size)
             bar.update(offset)
             written = offset
@@ -115,6 +126,8 @@ class _HttpSource:
                     out.write(chunk)
                     bar.update(len(chunk))
         got = part.stat().st_size
+        if expected_end is not None and got < expected_end:
+            raise _Transient(f"response cut short at {got} of the {expected_end} bytes the server announced")
         if size is not None and got < size:
             raise _Transient(f"response cut short at {got} of {size} bytes")
         return resumed
@@ -157,8 +170,13 @@ def _download_file(source, rel: str, dest: Path, sha256: str | None, size: int |
             except _Transient as err:
                 failures += 1
                 if failures > retries:
+                    if sha256 is None:  # nothing to check a resumed part against: keep nothing
+                        part.unlink(missing_ok=True)
+                        kept = "nothing was kept"
+                    else:
+                        kept = f"the partial file {part} is kept and a re-run resumes it"
                     raise CheckFailed(f"download of {source.url(rel)} failed after {failures} attempts: {err}; "
-                                      f"the partial file {part} is kept and a re-run resumes it") from err
+                                      f"{kept}") from err
                 time.sleep(backoff * 2 ** (failures - 1))
                 continue
             if sha256 is None:
@@ -179,9 +197,6 @@ def download_release(release: str, source: str, to: str | os.PathLike | None = N
                      retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, progress: bool = False) -> Path:
     """Fetch release ``release`` from ``source`` into ``to`` (default ``<cache>/releases/<release>``);
     returns the folder. See the module docstring for retries, resume and what is checked."""
-    from benchmark.files import read_json
-    from benchmark.schemas import check_schema
-
     check_release_name(release)
     if retries < 0 or backoff < 0:
         raise UserError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
@@ -198,13 +213,19 @@ def download_release(release: str, source: str, to: str | os.PathLike | None = N
                             "dataset id (org/name)")
         src = _LocalSource(folder)
     staging = target / ".download"
-    where = src.url(MANIFEST_NAME)
-    _download_file(src, MANIFEST_NAME, staging / MANIFEST_NAME, None, None, retries=retries, backoff=backoff,
-                   desc=f"{release} {MANIFEST_NAME}", progress=progress)
-    manifest = read_json(staging / MANIFEST_NAME)
-    check_schema(manifest, "manifest", "MANIFEST", f"the manifest at {where} is invalid")
-    if manifest["release"] != release:
-        raise UserError(f"{source} serves release {manifest['release']!r}, not {release!r}")
+    created = [p for p in (target, *target.parents) if not p.exists()]
+    try:
+        manifest = _fetch_manifest(src, release, source, staging, retries=retries, backoff=backoff, progress=progress)
+    except BaseException:
+        # A manifest that failed its checks is no release: remove its staged copy and every folder
+        # this call created, so nothing is left that a later run or a loader could trust.
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # deepest first; only if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     for rel, entry in sorted(manifest["files"].items()):
         dest = target / rel
         if dest.is_file() and dest.stat().st_size == entry["bytes"] and sha256_file(dest) == entry["sha256"]:
@@ -215,6 +236,35 @@ def download_release(release: str, source: str, to: str | os.PathLike | None = N
     os.replace(staging / MANIFEST_NAME, target / MANIFEST_NAME)
     shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _fetch_manifest(src, release: str, source: str, staging: Path, *, retries: int, backoff: float,
+                    progress: bool) -> dict:
+    """Fetch ``MANIFEST.json`` into ``staging`` and check it (module docstring); returns it parsed."""
+    from benchmark.files import read_json, sha256_file
+    from benchmark.release.known import KNOWN_RELEASES
+    from benchmark.submissions import check_schema
+
+    where = src.url(MANIFEST_NAME)
+    path = staging / MANIFEST_NAME
+    _download_file(src, MANIFEST_NAME, path, None, None, retries=retries, backoff=backoff,
+                   desc=f"{release} {MANIFEST_NAME}", progress=progress)
+    try:
+        manifest = read_json(path)
+    except UserError as err:
+        raise IntegrityError(f"{MANIFEST_NAME} from {where} cannot be read ({str(err).removeprefix(f'{path}: ')}); "
+                             "truncated or not a manifest, nothing was kept") from err
+    check_schema(manifest, "manifest", "MANIFEST", f"the manifest at {where} is invalid")
+    for pinned in KNOWN_RELEASES:
+        if (pinned.name, pinned.version) == (manifest["name"], manifest["version"]):
+            actual = sha256_file(path)
+            if actual != pinned.manifest_sha256:
+                raise IntegrityError(f"{MANIFEST_NAME} from {where} has SHA-256 {actual[:12]}...; release "
+                                     f"{pinned.name} {pinned.version} is pinned to {pinned.manifest_sha256[:12]}... "
+                                     "(benchmark/release/known.py): truncated or replaced, nothing was kept")
+    if manifest["release"] != release:
+        raise UserError(f"{source} serves release {manifest['release']!r}, not {release!r}")
+    return manifest
 
 
 def _download_hub(repo_id: str, target: Path) -> Path:

@@ -1,4 +1,16 @@
-"""``verify_release``: hashes, schemas, and the recorded validity recomputed from the checkpoints."""
+"""``verify_release``: hashes, schemas, the data checked against the base datasets, and the recorded
+validity recomputed from the checkpoints.
+
+A release whose files were edited and re-hashed passes the hash check; what it cannot fake is the
+base datasets this package loads itself (``benchmark.graphs.load_dataset``, from the data root).
+So every base graph (``data/bases/<dataset>.parquet``) must equal the one
+:func:`benchmark.release.build.base_records` derives from the dataset (features, edges, labels,
+graph indices), and in every set the originals must be those base graphs with the dataset's labels
+and split (node tasks: target = the test nodes; graph tasks: the originals are the test graphs),
+and every metamer and twin must keep its original's labels (and target nodes). Each mismatch is
+one problem naming the file or set, the record and the field. Cost on ``data_cards/v1``: see
+docs/security.md (measured: small next to the validity recomputation).
+"""
 from __future__ import annotations
 
 import os
@@ -89,6 +101,109 @@ def _check_set(frozen_set, model, report: VerifyReport) -> None:
     report.checked_sets += 1
 
 
+def _differs(a: torch.Tensor, b: torch.Tensor) -> str | None:
+    """How ``a`` differs from ``b`` (shape, or the number of differing entries), or None when equal."""
+    if a.shape != b.shape:
+        return f"shape {tuple(a.shape)} instead of {tuple(b.shape)}"
+    if torch.equal(a, b):
+        return None
+    return f"{int((a != b).sum())} of {a.numel()} entries differ"
+
+
+def _same_edges(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same multiset of directed edges, in any order."""
+    if a.shape != b.shape:
+        return False
+    if torch.equal(a, b):
+        return True
+    key = lambda e: torch.sort(e[0] * (int(max(a.max(), b.max())) + 1) + e[1]).values  # noqa: E731
+    return bool(torch.equal(key(a), key(b)))
+
+
+def _check_bases(root: Path, manifest: dict, bad: set[str], report: VerifyReport) -> dict:
+    """Each base file against the base records derived from its dataset; returns ``{dataset: {graph_index: record}}``
+    of the expected records (for the set checks), for every dataset that could be loaded."""
+    from benchmark.graphs import load_dataset
+    from benchmark.release.build import base_records
+    from benchmark.release.shards import read_records
+
+    expected: dict[str, dict] = {}
+    for name, rel in sorted(manifest["bases"].items()):
+        try:
+            dataset = load_dataset(name)
+        except UserError as err:
+            report.problems.append(f"{rel}: cannot be checked against the {name} dataset: {err}")
+            continue
+        want = {r.graph_index: r for r in base_records(dataset)}
+        expected[name] = {"records": want, "task": dataset.task,
+                          "test": dataset.index("test"), "num_nodes": dataset.data.num_nodes if dataset.task == "node" else None}
+        if rel in bad:
+            continue  # reported by the hash check
+        try:
+            stored = read_records(root / rel)
+        except UserError as err:
+            report.problems.append(f"{rel}: {err}")
+            continue
+        got = {r.graph_index: r for r in stored}
+        if sorted(got) != sorted(want):
+            report.problems.append(f"{rel}: graph_index: holds graphs {sorted(got)[:8]}..., the {name} dataset's base "
+                                   f"is {len(want)} graph(s) {sorted(want)[:8]}... (test split for graph tasks)")
+            continue
+        for index in sorted(want):
+            a, b = got[index], want[index]
+            for field_name in ("x", "y"):
+                how = _differs(getattr(a, field_name), getattr(b, field_name))
+                if how:
+                    report.problems.append(f"{rel}: {a.id}: {field_name} differs from the {name} dataset's ({how})")
+            if not _same_edges(a.edge_index, b.edge_index):
+                report.problems.append(f"{rel}: {a.id}: edge_index differs from the {name} dataset's graph")
+    return expected
+
+
+def _check_set_data(frozen_set, expected: dict, report: VerifyReport) -> None:
+    """Originals are the dataset's base graphs with its labels and split; variants keep their original's labels."""
+    key, name = frozen_set.key, frozen_set.dataset
+    want = expected["records"]
+    problems = []
+    if frozen_set.task == "node":
+        if len(frozen_set.originals) != 1:
+            problems.append(f"{key}: {len(frozen_set.originals)} originals, a node task has 1")
+        test_mask = torch.zeros(expected["num_nodes"], dtype=torch.bool)
+        test_mask[expected["test"]] = True
+    else:
+        indices = sorted(o.graph_index for o in frozen_set.originals)
+        if indices != sorted(expected["test"].tolist()):
+            problems.append(f"{key}: graph_index: the originals are not the {name} test split "
+                            f"({len(indices)} graphs, the split has {len(expected['test'])})")
+    for original in frozen_set.originals:
+        base = want.get(original.graph_index)
+        if base is None:
+            problems.append(f"{key}: {original.id}: graph_index {original.graph_index} is not a {name} base graph")
+            continue
+        for field_name in ("x", "y"):
+            how = _differs(getattr(original, field_name), getattr(base, field_name))
+            if how:
+                problems.append(f"{key}: {original.id}: {field_name} differs from the {name} dataset's ({how})")
+        if not _same_edges(original.edge_index, base.edge_index):
+            problems.append(f"{key}: {original.id}: edge_index differs from the {name} dataset's graph")
+        if frozen_set.task == "node":
+            how = _differs(original.target, test_mask)
+            if how:
+                problems.append(f"{key}: {original.id}: target_mask is not the {name} test split ({how})")
+    originals = {o.id: o for o in frozen_set.originals}
+    for record in frozen_set.variants:
+        parent = originals.get(record.parent_id)
+        if parent is None:
+            problems.append(f"{key}: {record.id}: parent_id {record.parent_id!r} is not an original of the set")
+            continue
+        how = _differs(record.y, parent.y)
+        if how:
+            problems.append(f"{key}: {record.id}: y differs from its original's labels ({how})")
+        if frozen_set.task == "node" and (how := _differs(record.target, parent.target)):
+            problems.append(f"{key}: {record.id}: target_mask differs from its original's ({how})")
+    report.problems += problems
+
+
 def verify_release(release: str | os.PathLike | None = None, progress: bool = True) -> VerifyReport:
     """Every check of ``metamer-bench verify``; never raises for a failed check, lists it instead."""
     root = resolve_release(release)
@@ -107,6 +222,7 @@ def verify_release(release: str | os.PathLike | None = None, progress: bool = Tr
     except UserError as err:
         report.problems.append(str(err))
     bad = {p.split(":")[0] for p in report.problems}
+    expected = _check_bases(root, manifest, bad, report)
     models = {}
     for entry in tqdm(manifest["sets"], desc="verify", disable=not progress):
         needed = {entry["shard"], manifest["bases"][entry["dataset"]]}
@@ -120,6 +236,8 @@ def verify_release(release: str | os.PathLike | None = None, progress: bool = Tr
             (frozen_set,) = load_frozen_sets(root, verify=False, dataset=entry["dataset"],
                                              reference_model=entry["reference_model"], kind=entry["kind"],
                                              layer=entry["layer"])
+            if entry["dataset"] in expected:
+                _check_set_data(frozen_set, expected[entry["dataset"]], report)
             if ckpt not in models:
                 models[ckpt] = load_checkpoint(root / ckpt)[0]
             _check_set(frozen_set, models[ckpt], report)
