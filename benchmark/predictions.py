@@ -303,7 +303,8 @@ def score_predictions(path: str | os.PathLike, entry: str, release: str | os.Pat
     """
     from benchmark.evaluate import EVALUATOR_VERSION, Evaluator
     from benchmark.metrics.scores import DEFAULT_BOOTSTRAP
-    from benchmark.submissions import ENTRY_PATTERN, RESERVED_ENTRIES, check_schema
+    from benchmark.schemas import check_schema
+    from benchmark.submissions import ENTRY_PATTERN, RESERVED_ENTRIES
     from benchmark.versions import hardware, library_versions
 
     start = time.perf_counter()

@@ -600,7 +600,8 @@ def read_program_submission(folder: Path, entry: str, card: dict, card_sha: str,
                             datasets: list[str] | None) -> ProgramSubmission:
     """Schema, contents and paths of a ``"format": "torch.export"`` card (classes 2-4 of intake)."""
     from benchmark.graphs import dataset_names
-    from benchmark.submissions import SUBMISSION_FILE, check_schema, raise_problems
+    from benchmark.schemas import check_schema, raise_problems
+    from benchmark.submissions import SUBMISSION_FILE
     from benchmark.errors import unknown_choice
 
     check_schema(card, "program_submission", "submission", f"{folder / SUBMISSION_FILE}: schema violation")

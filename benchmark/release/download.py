@@ -243,7 +243,7 @@ def _fetch_manifest(src, release: str, source: str, staging: Path, *, retries: i
     """Fetch ``MANIFEST.json`` into ``staging`` and check it (module docstring); returns it parsed."""
     from benchmark.files import read_json, sha256_file
     from benchmark.release.known import KNOWN_RELEASES
-    from benchmark.submissions import check_schema
+    from benchmark.schemas import check_schema
 
     where = src.url(MANIFEST_NAME)
     path = staging / MANIFEST_NAME
