@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
 from benchmark.metrics.scores import VARIANT_ROLES, SetOutcomes, score_matrix, weighted_spearman
-from benchmark.submissions import MIN_SEEDS, load_schema
+from benchmark.schemas import load_schema
+from benchmark.submissions import MIN_SEEDS
 
 
 def test_min_seeds_is_the_schema_rule():
