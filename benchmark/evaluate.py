@@ -7,9 +7,14 @@
     evaluator.expected_input_schema                    # JSON Schema of the predictions input
 
 A *unit* is what one prediction is scored on: a test node of a node task's graph (the original's
-``target`` nodes) or one test graph of a graph task. Metamers and twins count only where their
-``valid`` mask is True. METRICS.md defines every score; :mod:`benchmark.metrics.scores` computes
-them with a paired bootstrap over units and model seeds.
+``target`` nodes) or one test graph of a graph task. Each metamer is grouped with its near and
+far twin (same original, same metamer seed) and the three are scored on the same *matched*
+units only: where all three are valid targets (unit matching; clean accuracy is reported on all
+units and on the matched ones). A metamer without both twins, or two variants of one role for
+one original and seed, is a :class:`UserError` naming the set, the record and the field.
+METRICS.md defines every score; :mod:`benchmark.metrics.scores` computes them with a paired
+bootstrap over units and model seeds; sets with fewer than 30 (matched) units get no CI and are
+flagged ``small_sample``.
 
 ``evaluate_submission(entry_dir, release_dir)`` validates a submission folder, scores it and
 returns the results document (``write_results`` writes ``submissions/results/<entry>.json``).
@@ -484,9 +489,10 @@ class Evaluator:
         file of the same (see :func:`load_predictions`). Validated against
         :attr:`expected_input_schema`; each violation names its field.
 
-        Returns ``{"seeds", "evaluated_model", "sets", "aggregate", "clean_acc_by_dataset",
-        "accuracy_floor", "cross_architecture", "bootstrap"}``; every score is
-        ``{"mean", "std", "ci_low", "ci_high"}`` (None where undefined).
+        Returns ``{"seeds", "evaluated_model", "sets", "aggregate", "by_kind_stage",
+        "clean_acc_by_dataset", "accuracy_floor", "cross_architecture", "cross_architecture_by_stage",
+        "bootstrap"}``; every score is ``{"mean", "std", "ci_low", "ci_high"}`` (None where undefined,
+        CI None on a ``small_sample`` set).
         """
         if isinstance(predictions, (str, os.PathLike)):
             predictions = load_predictions(predictions)
