@@ -244,9 +244,9 @@ def test_graph_task_metamers_batched(mutag):
 def test_option_and_argument_errors(cora, gcn):
     with pytest.raises(UserError, match="valid options"):
         MetamerOptions.from_kwargs(max_iters=3)
-    with pytest.raises(UserError, match="valid kinds: feature, joint, structure"):
+    with pytest.raises(UserError, match="valid kinds: continuous, feature, joint, structure"):
         generate_metamers(gcn, cora.data, "edges", [0])
-    with pytest.raises(UserError, match="valid layers"):
+    with pytest.raises(UserError, match="valid stages"):
         generate_metamers(gcn, cora.data, "feature", [0], layer=5)
     with pytest.raises(UserError, match="valid candidate_source options"):
         generate_metamers(gcn, cora.data, "structure", [0], candidate_source="everything")
@@ -257,7 +257,7 @@ def test_option_and_argument_errors(cora, gcn):
 @pytest.mark.parametrize("argv, message", [
     (["--dataset", "Cora", "--model", "gcnn", "--kind", "feature"], "valid models:"),
     (["--dataset", "Coraa", "--model", "gcn", "--kind", "feature"], "valid datasets:"),
-    (["--dataset", "Cora", "--model", "gcn", "--kind", "edges"], "valid kinds: feature, joint, structure"),
+    (["--dataset", "Cora", "--model", "gcn", "--kind", "edges"], "valid kinds: continuous, feature, joint, structure"),
     (["--dataset", "Cora", "--model", "gcn", "--kind", "feature", "--layer", "7"], "valid layers: 1..1"),
     (["--dataset", "Cora", "--model", "gcn", "--kind", "feature", "--options", '{"bogus": 1}'], "valid options"),
 ])
