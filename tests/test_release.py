@@ -337,7 +337,9 @@ def test_the_shipped_release_is_a_hugging_face_dataset(tmp_path, monkeypatch):
 def test_model_overrides_pin_a_reference_config(tmp_path, mutag):
     config = tiny_config(kinds=["feature"], datasets={"MUTAG": {"models": ["gin"]}},
                          model_overrides={"gin": {"norm": "layer", "hidden_channels": 16}})
-    model = ReleaseBuilder(config, tmp_path / "r", progress=False).checkpoint("MUTAG", "gin")
+    builder = ReleaseBuilder(config, tmp_path / "r", progress=False)
+    (unit,) = builder.units()
+    model = builder.checkpoint(unit)
     assert (model.config.norm, model.config.hidden_channels, model.config.task) == ("layer", 16, "graph")
     assert config.to_dict()["model_overrides"] == {"gin": {"norm": "layer", "hidden_channels": 16}}
     assert "model_overrides" not in tiny_config().to_dict()  # cards of releases that pin nothing are unchanged
