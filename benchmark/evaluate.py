@@ -7,9 +7,14 @@
     evaluator.expected_input_schema                    # JSON Schema of the predictions input
 
 A *unit* is what one prediction is scored on: a test node of a node task's graph (the original's
-``target`` nodes) or one test graph of a graph task. Metamers and twins count only where their
-``valid`` mask is True. METRICS.md defines every score; :mod:`benchmark.metrics.scores` computes
-them with a paired bootstrap over units and model seeds.
+``target`` nodes) or one test graph of a graph task. Each metamer is grouped with its near and
+far twin (same original, same metamer seed) and the three are scored on the same *matched*
+units only: where all three are valid targets (unit matching; clean accuracy is reported on all
+units and on the matched ones). A metamer without both twins, or two variants of one role for
+one original and seed, is a :class:`UserError` naming the set, the record and the field.
+METRICS.md defines every score; :mod:`benchmark.metrics.scores` computes them with a paired
+bootstrap over units and model seeds; sets with fewer than 30 (matched) units get no CI and are
+flagged ``small_sample``.
 
 ``evaluate_submission(entry_dir, release_dir)`` validates a submission folder, scores it and
 returns the results document (``write_results`` writes ``submissions/results/<entry>.json``).
@@ -38,16 +43,22 @@ from benchmark.metrics.scores import (
     DEFAULT_BOOTSTRAP,
     SCORE_NAMES,
     VARIANT_ROLES,
+    BootstrapScores,
     SetOutcomes,
     bootstrap_scores,
     check_bootstrap,
     js_distance,
+    small_sample,
 )
 from benchmark.records import FrozenSet, GraphRecord
 from benchmark.schemas import check_schema, json_path, load_schema, raise_problems, schema_problems
 from benchmark.submissions import DatasetDims
 
-EVALUATOR_VERSION = "1.0.0"
+# 2.0.0: unit-matched forward scores (matched_clean_acc; transfer on matched units), the IC candidates
+# of issue 12.3, per kind x stage and reference x kind x stage aggregates, no CI below MIN_UNITS units.
+EVALUATOR_VERSION = "2.0.0"
+# Per-set cells of the cross-architecture matrix (means over seeds); the by-stage rows carry intervals.
+CROSS_SCORES = ("matched_clean_acc", "metamer_acc", "far_acc", "transfer")
 DIGITS = 6  # scores are rounded so that the results file's bytes do not depend on float noise
 RESULTS_DIR = "results"
 _FLOAT_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
@@ -97,14 +108,15 @@ def reference_cards(release_dir: str | os.PathLike, verify: bool = True) -> dict
 # -- Index of the sets: units and observations ---------------------------------------------------------------------
 
 @dataclass
-class _Variant:
-    record: GraphRecord
-    role: str
+class _Triple:
+    """One metamer seed of one original: the metamer and its twins, scored on the same positions."""
+
+    records: dict[str, GraphRecord]  # role -> record
     parent: GraphRecord
-    positions: Tensor  # [P] node positions (node task) or [0] (graph task) that count
+    positions: Tensor  # [P] node positions (node task) or [0] (graph task) where all three are valid targets
     units: Tensor  # [P] unit index of each position
     labels: Tensor  # [P] the original's labels at those positions
-    in_sim: Tensor  # [P] input similarity
+    in_sim: dict[str, Tensor]  # role -> [P] input similarity
 
 
 @dataclass
@@ -112,7 +124,7 @@ class _SetIndex:
     frozen: FrozenSet
     num_units: int
     originals: list[tuple[GraphRecord, Tensor, Tensor]]  # (record, positions, labels)
-    variants: list[_Variant]
+    triples: list[_Triple]
 
 
 def _output_positions(record: GraphRecord, task: str) -> int:
@@ -120,8 +132,16 @@ def _output_positions(record: GraphRecord, task: str) -> int:
     return record.num_nodes if task == "node" else 1
 
 
+def _graph_similarity(record: GraphRecord) -> Tensor:
+    """Graph tasks: one similarity per graph, the mean over its nodes where stored per node (NaN left out)."""
+    sim = record.similarity.double().view(-1)
+    finite = sim[torch.isfinite(sim)]
+    return finite.mean() if finite.numel() else torch.tensor(float("nan"), dtype=torch.float64)
+
+
 def _index_set(frozen: FrozenSet) -> _SetIndex:
-    """Units of one set and, per variant, where it counts (target & valid) and which unit that is."""
+    """Units of one set and its matched observations: per (original, metamer seed) the positions
+    where the metamer, its near twin and its far twin are all valid targets (unit matching)."""
     if frozen.task not in ("node", "graph"):
         raise UserError(f"set {frozen.key}: unknown task {frozen.task!r}; valid tasks: graph, node")
     originals, unit_maps, offset = [], {}, 0
@@ -137,61 +157,73 @@ def _index_set(frozen: FrozenSet) -> _SetIndex:
         offset += positions.numel()
         unit_maps[original.id] = (original, unit_map)
         originals.append((original, positions, labels))
-    variants = []
-    for record in frozen.variants:
+    groups: dict[tuple[str, int], dict[str, GraphRecord]] = {}
+    for i, record in enumerate(frozen.variants):
+        where = f"set {frozen.key}: variants[{i}] (record {record.id})"
         if record.role not in VARIANT_ROLES:
-            raise UserError(f"set {frozen.key}: record {record.id} has role {record.role!r}; "
-                            f"valid variant roles: {', '.join(VARIANT_ROLES)}")
+            raise UserError(f"{where}.role: {record.role!r}; valid variant roles: {', '.join(VARIANT_ROLES)}")
         if record.parent_id not in unit_maps:
-            raise UserError(f"set {frozen.key}: record {record.id} points at parent {record.parent_id!r}, "
-                            "which is not an original of this set")
-        parent, unit_map = unit_maps[record.parent_id]
+            raise UserError(f"{where}.parent_id: {record.parent_id!r} is not an original of this set")
+        parent = unit_maps[record.parent_id][0]
+        if frozen.task == "node" and record.num_nodes != parent.num_nodes:
+            raise UserError(f"{where}.x: node-task variant has {record.num_nodes} nodes, its original {parent.id} "
+                            f"{parent.num_nodes}; node metamers keep the node set")
+        group = groups.setdefault((record.parent_id, record.seed), {})
+        if record.role in group:
+            raise UserError(f"{where}.seed: a second {record.role} of original {record.parent_id} with seed "
+                            f"{record.seed} (first: {group[record.role].id})")
+        group[record.role] = record
+    triples = []
+    for (parent_id, seed), group in sorted(groups.items()):
+        missing = [role for role in VARIANT_ROLES if role not in group]
+        if missing:
+            raise UserError(f"set {frozen.key}: original {parent_id}, seed {seed}: no {' or '.join(missing)} "
+                            f"record; every metamer is scored with both its twins")
+        parent, unit_map = unit_maps[parent_id]
         if frozen.task == "node":
-            if record.num_nodes != parent.num_nodes:
-                raise UserError(f"set {frozen.key}: node-task variant {record.id} has {record.num_nodes} nodes, "
-                                f"its original {parent.id} {parent.num_nodes}; node metamers keep the node set")
-            mask = record.target.bool() & record.valid.bool() & parent.target.bool()
+            mask = parent.target.bool().clone()
+            for record in group.values():
+                mask &= record.target.bool() & record.valid.bool()
             positions = mask.nonzero().view(-1)
             labels = parent.y[positions]
-            in_sim = record.similarity.double()[positions]
+            in_sim = {role: group[role].similarity.double()[positions] for role in VARIANT_ROLES}
         else:
-            positions = torch.zeros(1 if bool(record.valid.view(-1)[0]) else 0, dtype=torch.long)
-            sim = record.similarity.double().view(-1)
-            finite = sim[torch.isfinite(sim)]
-            # Graph tasks: one similarity per graph (the mean over its nodes where stored per node).
-            value = finite.mean() if finite.numel() else torch.tensor(float("nan"), dtype=torch.float64)
-            in_sim = value.repeat(positions.numel())
+            valid = all(bool(group[role].valid.view(-1)[0]) for role in VARIANT_ROLES)
+            positions = torch.zeros(1 if valid else 0, dtype=torch.long)
             labels = parent.y.view(-1)[:1].repeat(positions.numel())
-        variants.append(_Variant(record, record.role, parent, positions, unit_map[positions], labels, in_sim))
-    return _SetIndex(frozen, offset, originals, variants)
+            in_sim = {role: _graph_similarity(group[role]).repeat(positions.numel()) for role in VARIANT_ROLES}
+        triples.append(_Triple(group, parent, positions, unit_map[positions], labels, in_sim))
+    return _SetIndex(frozen, offset, originals, triples)
 
 
 def _outcomes(index: _SetIndex, probs: Mapping[str, Tensor], preds: Mapping[str, Tensor]) -> SetOutcomes:
     """Turn per-record class probabilities ``[K, n_outputs, C]`` into a :class:`SetOutcomes`."""
     clean = torch.cat([(preds[o.id][:, pos] == labels).double() for o, pos, labels in index.originals], dim=1)
-    unit, correct, same, in_sim, out_sim = ({r: [] for r in VARIANT_ROLES} for _ in range(5))
-    for v in index.variants:
-        pred = preds[v.record.id][:, v.positions]
-        parent_pred = preds[v.parent.id][:, v.positions]
-        unit[v.role].append(v.units)
-        correct[v.role].append((pred == v.labels).double())
-        same[v.role].append((pred == parent_pred).double())
-        in_sim[v.role].append(v.in_sim)
-        out_sim[v.role].append(1.0 - js_distance(probs[v.record.id][:, v.positions], probs[v.parent.id][:, v.positions]))
     k = clean.size(0)
+    units = [t.units for t in index.triples]
+    correct, same, in_sim, out_sim = ({r: [] for r in VARIANT_ROLES} for _ in range(4))
+    for t in index.triples:
+        parent_pred = preds[t.parent.id][:, t.positions]
+        parent_probs = probs[t.parent.id][:, t.positions]
+        for role in VARIANT_ROLES:
+            record_id = t.records[role].id
+            pred = preds[record_id][:, t.positions]
+            correct[role].append((pred == t.labels).double())
+            same[role].append((pred == parent_pred).double())
+            in_sim[role].append(t.in_sim[role])
+            out_sim[role].append(1.0 - js_distance(probs[record_id][:, t.positions], parent_probs))
 
-    def cat(parts: list[Tensor], per_seed: bool) -> Tensor:
-        if parts:
-            return torch.cat(parts, dim=1 if per_seed else 0)
-        return torch.zeros((k, 0) if per_seed else (0,), dtype=torch.long if not per_seed else torch.float64)
+    def cat(parts: list[Tensor]) -> Tensor:
+        return torch.cat(parts, dim=1) if parts else torch.zeros((k, 0), dtype=torch.float64)
 
     return SetOutcomes(
         num_units=index.num_units, clean=clean,
-        unit={r: cat(unit[r], False).long() for r in VARIANT_ROLES},
-        correct={r: cat(correct[r], True) for r in VARIANT_ROLES},
-        same={r: cat(same[r], True) for r in VARIANT_ROLES},
-        in_sim={r: cat(in_sim[r], False).double() for r in VARIANT_ROLES},
-        out_sim={r: cat(out_sim[r], True) for r in VARIANT_ROLES},
+        unit=torch.cat(units).long() if units else torch.zeros(0, dtype=torch.long),
+        correct={r: cat(correct[r]) for r in VARIANT_ROLES},
+        same={r: cat(same[r]) for r in VARIANT_ROLES},
+        in_sim={r: torch.cat(in_sim[r]).double() if in_sim[r] else torch.zeros(0, dtype=torch.float64)
+                for r in VARIANT_ROLES},
+        out_sim={r: cat(out_sim[r]) for r in VARIANT_ROLES},
     )
 
 
@@ -451,9 +483,10 @@ class Evaluator:
         file of the same (see :func:`load_predictions`). Validated against
         :attr:`expected_input_schema`; each violation names its field.
 
-        Returns ``{"seeds", "evaluated_model", "sets", "aggregate", "clean_acc_by_dataset",
-        "accuracy_floor", "cross_architecture", "bootstrap"}``; every score is
-        ``{"mean", "std", "ci_low", "ci_high"}`` (None where undefined).
+        Returns ``{"seeds", "evaluated_model", "sets", "aggregate", "by_kind_stage",
+        "clean_acc_by_dataset", "accuracy_floor", "cross_architecture", "cross_architecture_by_stage",
+        "bootstrap"}``; every score is ``{"mean", "std", "ci_low", "ci_high"}`` (None where undefined,
+        CI None on a ``small_sample`` set).
         """
         if isinstance(predictions, (str, os.PathLike)):
             predictions = load_predictions(predictions)
@@ -564,19 +597,34 @@ class Evaluator:
     def score_probabilities(self, probs: Mapping[str, Tensor], seeds: Sequence[int], model_name: str) -> dict:
         """Scores from class probabilities ``{record_id: [K, n_outputs, C]}`` (as :meth:`predict`
         returns; unchecked, use :meth:`eval_predictions` for outside input)."""
+        return self.score_with_replicates(probs, seeds, model_name)[0]
+
+    def score_with_replicates(self, probs: Mapping[str, Tensor], seeds: Sequence[int],
+                              model_name: str) -> tuple[dict, BootstrapScores]:
+        """:meth:`score_probabilities` and the bootstrap behind it (per-set and aggregate replicates):
+        two models scored by one evaluator share their unit draws, so differences of their replicates
+        are a paired bootstrap (:func:`benchmark.metrics.scores.paired_difference`)."""
         preds = {r: p.argmax(-1) for r, p in probs.items()}
         outcomes = [_outcomes(index, probs, preds) for index in self._index]
         keys = [s.key for s in self.sets]
-        per_set, aggregate, _ = bootstrap_scores(outcomes, keys, self.num_bootstrap, self.bootstrap_seed)
+        scored = bootstrap_scores(outcomes, keys, self.num_bootstrap, self.bootstrap_seed)
         sets, cross = [], []
-        for frozen, outcome, intervals in zip(self.sets, outcomes, per_set):
+        for frozen, outcome, intervals in zip(self.sets, outcomes, scored.per_set):
             scores = {name: intervals[name].to_dict(DIGITS) for name in SCORE_NAMES}
+            small = small_sample(outcome)
             sets.append({"key": frozen.key, "dataset": frozen.dataset, "task": frozen.task,
                          "reference_model": frozen.reference_model, "kind": frozen.kind, "layer": frozen.layer,
-                         "num_units": outcome.num_units, "num_observations": outcome.counts(), "scores": scores})
+                         "num_units": outcome.num_units, "num_matched_units": outcome.num_matched_units,
+                         "small_sample": small, "num_observations": outcome.counts(), "scores": scores})
             cross.append({"dataset": frozen.dataset, "kind": frozen.kind, "reference_model": frozen.reference_model,
                           "layer": frozen.layer, "evaluated_model": model_name,
-                          "metamer_acc": scores["metamer_acc"]["mean"], "transfer": scores["transfer"]["mean"]})
+                          "num_matched_units": outcome.num_matched_units, "small_sample": small,
+                          **{name: scores[name]["mean"] for name in CROSS_SCORES}})
+        by_kind_stage = self._groups(scored, lambda f: (f.kind, f.layer), ("kind", "layer"), SCORE_NAMES)
+        by_reference_stage = self._groups(scored, lambda f: (f.reference_model, f.kind, f.layer),
+                                          ("reference_model", "kind", "layer"), CROSS_SCORES)
+        for row in by_reference_stage:
+            row["evaluated_model"] = model_name
         clean = self._clean_by_dataset(preds)
         floor = {}
         for dataset, best in sorted(self.reference_acc.items()):
@@ -588,9 +636,24 @@ class Evaluator:
                 verdict["reference_model"] = self.reference_model[dataset]
             floor[dataset] = verdict
         return {"seeds": list(seeds), "evaluated_model": model_name, "sets": sets,
-                "aggregate": {name: aggregate[name].to_dict(DIGITS) for name in SCORE_NAMES},
+                "aggregate": {name: scored.aggregate[name].to_dict(DIGITS) for name in SCORE_NAMES},
+                "by_kind_stage": by_kind_stage,
                 "clean_acc_by_dataset": clean, "accuracy_floor": floor, "cross_architecture": cross,
-                "bootstrap": {"replicates": self.num_bootstrap, "level": CI_LEVEL, "seed": self.bootstrap_seed}}
+                "cross_architecture_by_stage": by_reference_stage,
+                "bootstrap": {"replicates": self.num_bootstrap, "level": CI_LEVEL, "seed": self.bootstrap_seed}}, scored
+
+    def _groups(self, scored, key, fields: tuple[str, ...], names: Sequence[str]) -> list[dict]:
+        """Scores averaged over the sets sharing ``key(frozen)`` (named ``fields``), with the aggregate's bootstrap."""
+        members: dict[tuple, list[int]] = {}
+        for i, frozen in enumerate(self.sets):
+            members.setdefault(key(frozen), []).append(i)
+        rows = []
+        for group_key, indices in sorted(members.items()):
+            intervals, _ = scored.group(indices)
+            rows.append({**dict(zip(fields, group_key)), "num_sets": len(indices),
+                         "sets": [self.sets[i].key for i in indices],
+                         "scores": {name: intervals[name].to_dict(DIGITS) for name in names}})
+        return rows
 
     def _clean_by_dataset(self, preds: Mapping[str, Tensor]) -> dict[str, float]:
         """Clean accuracy per dataset over its distinct originals, mean over model seeds."""
@@ -687,6 +750,8 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: str | os.Path
         "clean_acc_by_dataset": scores["clean_acc_by_dataset"],
         "accuracy_floor": scores["accuracy_floor"],
         "cross_architecture": scores["cross_architecture"],
+        "by_kind_stage": scores["by_kind_stage"],
+        "cross_architecture_by_stage": scores["cross_architecture_by_stage"],
     }
     result["wall_s"] = round(time.perf_counter() - start, 2)
     check_schema(result, "result", "result", "results document does not match result.schema.json")

@@ -341,6 +341,8 @@ def score_predictions(path: str | os.PathLike, entry: str, release: str | os.Pat
         "clean_acc_by_dataset": scores["clean_acc_by_dataset"],
         "accuracy_floor": scores["accuracy_floor"],
         "cross_architecture": scores["cross_architecture"],
+        "by_kind_stage": scores["by_kind_stage"],
+        "cross_architecture_by_stage": scores["cross_architecture_by_stage"],
     }
     result["wall_s"] = round(time.perf_counter() - start, 2)
     check_schema(result, "result", "result", "results document does not match result.schema.json")

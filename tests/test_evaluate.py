@@ -91,13 +91,18 @@ def by_key(result, key):
 
 def test_golden_node_set(toy):
     scores = by_key(toy.eval_predictions(toy_predictions()), "Toy/gcn/feature/L1")
-    # Seed A: clean 2/3 (node 2 wrong); metamer nodes 0,1 (node 2 invalid): right 1/2, changed 1/2;
-    # near: right 3/3, unchanged 2/3; far: right 0/3. transfer (1/2-0)/(2/3-0) = 3/4; IC (2/3+1/2)/2 = 7/12.
-    # Seed B: clean 2/3; metamer right 2/2, changed 1/2; near right 2/3, unchanged 3/3; far right 1/3.
-    # transfer (1-1/3)/(2/3-1/3) = 2; IC (1+1/2)/2 = 3/4.
-    expected = {"clean_acc": (2 / 3, 0.0), "metamer_acc": (0.75, 2 ** -1.5), "near_acc": (5 / 6, 2 ** 0.5 / 6),
-                "far_acc": (1 / 6, 2 ** 0.5 / 6), "transfer": (1.375, 1.25 / 2 ** 0.5),
-                "invariance_consistency": (2 / 3, (1 / 6) / 2 ** 0.5)}
+    # Matched observations: nodes 0 and 1 (node 2's metamer is invalid, so its twins do not count either).
+    # Seed A: clean 2/3 over all test nodes (node 2 wrong), 2/2 on the matched nodes; metamer right 1/2,
+    # changed 1/2; near right 2/2, unchanged 2/2; far right 0/2. transfer (1/2-0)/(1-0) = 1/2;
+    # IC (1+1/2)/2 = 3/4; ic_correct: both right, near kept 2, metamer changed 1: 3/4.
+    # Seed B: clean 2/3, matched 1/2 (node 1 wrong); metamer right 2/2, changed 1/2; near right 1/2,
+    # unchanged 2/2; far right 1/2. transfer undefined (gap 0); IC 3/4; ic_correct: node 0 only, 1/2.
+    # ic_order: in each seed and node two of the three pairs are in the order near > metamer > far.
+    half = 2 ** -1.5  # std of two values 1/2 apart
+    expected = {"clean_acc": (2 / 3, 0.0), "matched_clean_acc": (0.75, half), "metamer_acc": (0.75, half),
+                "near_acc": (0.75, half), "far_acc": (0.25, half), "transfer": (0.5, 0.0),
+                "invariance_consistency": (0.75, 0.0), "ic_correct": (0.625, 0.25 / 2 ** 0.5),
+                "ic_order": (2 / 3, 0.0)}
     for name, (mean, std) in expected.items():
         assert scores[name]["mean"] == pytest.approx(mean, abs=1e-6), name
         assert scores[name]["std"] == pytest.approx(std, abs=1e-6), name
@@ -106,7 +111,7 @@ def test_golden_node_set(toy):
 def test_golden_spearman_matches_scipy(toy):
     scores = by_key(toy.eval_predictions(toy_predictions()), "Toy/gcn/feature/L1")
     sims = {r.id: r.similarity for r in node_set().variants}
-    observed = [("m", [0, 1]), ("n", [0, 1, 2]), ("f", [0, 1, 2])]
+    observed = [("m", [0, 1]), ("n", [0, 1]), ("f", [0, 1])]  # the matched nodes
     rhos = []
     for table in (NODE_A, NODE_B):
         xs = [float(sims[r][v]) for r, nodes in observed for v in nodes]
@@ -118,23 +123,28 @@ def test_golden_spearman_matches_scipy(toy):
 
 
 def test_golden_graph_set_and_undefined_transfer(toy):
-    scores = by_key(toy.eval_predictions(toy_predictions()), "ToyG/gin/structure/L2")
-    # Seed A: clean 2/2; metamer (g0 only) right, unchanged; near right 1/2, unchanged 1/2; far right 1/2;
-    # transfer (1-.5)/(1-.5) = 1; IC (1/2+0)/2 = 1/4.
-    # Seed B: clean 1/2; metamer wrong, unchanged; near right 1/2, unchanged 2/2; far right 1/2;
-    # transfer (0-.5)/(.5-.5) undefined, so the mean is seed A's alone; IC (1+0)/2 = 1/2.
+    result = toy.eval_predictions(toy_predictions())
+    scores = by_key(result, "ToyG/gin/structure/L2")
+    # Matched: g0 only (g1's metamer is invalid). Seed A: clean 2/2, matched 1; metamer right,
+    # unchanged; near right, unchanged; far wrong; transfer (1-0)/(1-0) = 1; IC (1+0)/2 = 1/2.
+    # Seed B: clean 1/2, matched 0; metamer wrong, unchanged; near wrong, unchanged; far right;
+    # transfer (0-1)/(0-1): the gap is negative, undefined, so the mean is seed A's alone; IC 1/2.
     assert scores["clean_acc"]["mean"] == pytest.approx(0.75)
+    assert scores["matched_clean_acc"]["mean"] == pytest.approx(0.5)
     assert scores["metamer_acc"]["mean"] == pytest.approx(0.5)
-    assert scores["near_acc"]["mean"] == pytest.approx(0.5) and scores["near_acc"]["std"] == 0
+    assert scores["near_acc"]["mean"] == pytest.approx(0.5)
     assert scores["far_acc"]["mean"] == pytest.approx(0.5)
     assert scores["transfer"]["mean"] == pytest.approx(1.0) and scores["transfer"]["std"] == 0
-    assert scores["invariance_consistency"]["mean"] == pytest.approx(0.375)
+    assert scores["invariance_consistency"]["mean"] == pytest.approx(0.5)
+    # Two units: flagged, and no CI rather than a meaningless one.
+    entry = next(s for s in result["sets"] if s["key"] == "ToyG/gin/structure/L2")
+    assert entry["small_sample"] is True and entry["num_units"] == 2 and entry["num_matched_units"] == 1
+    assert all(iv["ci_low"] is None and iv["ci_high"] is None for iv in scores.values())
     # Graph similarity is the mean over its nodes (NaN nodes left out): g0f -> 0.35.
-    xs = [0.2, 0.95, 0.85, 0.35, 0.1]  # g0m, g0n, g1n, g0f, g1f
+    xs = [0.2, 0.95, 0.35]  # g0m, g0n, g0f
     rhos = []
     for t in (GRAPH_A, GRAPH_B):
-        ys = [1 - jensenshannon(two_class([t[r]])[0], two_class([t[r[:2]]])[0], base=2)
-              for r in ("g0m", "g0n", "g1n", "g0f", "g1f")]
+        ys = [1 - jensenshannon(two_class([t[r]])[0], two_class([t[r[:2]]])[0], base=2) for r in ("g0m", "g0n", "g0f")]
         rhos.append(spearmanr(xs, ys).statistic)
     assert scores["ic_spearman"]["mean"] == pytest.approx(np.mean(rhos), abs=1e-6)
 
@@ -144,14 +154,33 @@ def test_golden_aggregate_floor_and_cross_architecture(toy):
     agg = result["aggregate"]
     # Per seed, the mean over the two sets; then mean and std over seeds.
     assert agg["clean_acc"]["mean"] == pytest.approx((5 / 6 + 7 / 12) / 2, abs=1e-6)
-    assert agg["invariance_consistency"]["mean"] == pytest.approx((5 / 12 + 5 / 8) / 2, abs=1e-6)
-    assert agg["transfer"]["mean"] == pytest.approx((0.875 + 2.0) / 2, abs=1e-6)  # seed B: Toy only
+    assert agg["invariance_consistency"]["mean"] == pytest.approx(0.625, abs=1e-6)
+    assert agg["transfer"]["mean"] == pytest.approx((0.5 + 1.0) / 2, abs=1e-6)  # seed B: undefined in both sets
     assert result["clean_acc_by_dataset"] == {"Toy": pytest.approx(2 / 3, abs=1e-6), "ToyG": 0.75}
     assert result["accuracy_floor"]["Toy"] == {"reference_best": 0.7, "threshold": pytest.approx(0.63), "passed": True}
     assert result["accuracy_floor"]["ToyG"]["passed"] is False  # 0.75 < 0.9 * 0.9
     cells = {(c["dataset"], c["reference_model"]): c for c in result["cross_architecture"]}
-    assert cells["Toy", "gcn"]["metamer_acc"] == 0.75 and cells["Toy", "gcn"]["transfer"] == 1.375
+    assert cells["Toy", "gcn"]["metamer_acc"] == 0.75 and cells["Toy", "gcn"]["transfer"] == 0.5
+    assert cells["Toy", "gcn"]["matched_clean_acc"] == 0.75 and cells["Toy", "gcn"]["far_acc"] == 0.25
     assert cells["ToyG", "gin"]["kind"] == "structure" and cells["ToyG", "gin"]["evaluated_model"] == "toy"
+    # Per kind and stage, and the matrix reference x kind x stage: here one set each.
+    groups = {(g["kind"], g["layer"]): g for g in result["by_kind_stage"]}
+    assert set(groups) == {("feature", 1), ("structure", 2)}
+    assert groups["feature", 1]["scores"]["transfer"]["mean"] == 0.5 and groups["feature", 1]["sets"] == ["Toy/gcn/feature/L1"]
+    matrix = {(m["reference_model"], m["kind"], m["layer"]): m for m in result["cross_architecture_by_stage"]}
+    assert matrix["gin", "structure", 2]["scores"]["metamer_acc"]["mean"] == 0.5
+    assert matrix["gcn", "feature", 1]["evaluated_model"] == "toy"
+
+
+def test_every_metamer_is_scored_with_both_twins():
+    frozen = node_set()
+    frozen.variants = [v for v in frozen.variants if v.role != "far"]
+    with pytest.raises(UserError, match=r"Toy/gcn/feature/L1: original o, seed 0: no far record"):
+        Evaluator([frozen], reference_acc={"Toy": 0.7}, num_classes={"Toy": 2})
+    frozen = node_set()
+    frozen.variants.append(frozen.variants[1])
+    with pytest.raises(UserError, match=r"variants\[3\] \(record n\)\.seed: a second near"):
+        Evaluator([frozen], reference_acc={"Toy": 0.7}, num_classes={"Toy": 2})
 
 
 def test_intervals_are_ordered_and_deterministic(toy):
@@ -166,16 +195,18 @@ def test_intervals_are_ordered_and_deterministic(toy):
     assert ic["ci_low"] <= ic["mean"] <= ic["ci_high"]
 
 
-def test_a_perfect_invariant_model_has_a_degenerate_ci():
+def test_a_perfect_invariant_model_on_a_tiny_set_is_flagged_not_given_a_zero_width_ci():
     frozen = node_set()
     ev = Evaluator([frozen], reference_acc={"Toy": 0.7}, num_classes={"Toy": 2}, num_bootstrap=200)
     truth = torch.tensor([[5.0, 0.0], [0.0, 5.0], [5.0, 0.0], [0.0, 5.0]])
     outputs = {r.id: torch.stack([truth, truth, truth]) for r in [*frozen.originals, *frozen.variants]}
     result = ev.eval_predictions({"type": "logits", "seeds": [0, 1, 2], "outputs": outputs})
     scores = result["sets"][0]["scores"]
-    assert scores["clean_acc"] == {"mean": 1.0, "std": 0.0, "ci_low": 1.0, "ci_high": 1.0}
+    assert scores["clean_acc"] == {"mean": 1.0, "std": 0.0, "ci_low": None, "ci_high": None}  # 3 units
+    assert result["sets"][0]["small_sample"] is True
     assert scores["metamer_acc"]["mean"] == 1.0 and scores["transfer"]["mean"] is None  # clean == far
     assert scores["invariance_consistency"]["mean"] == 0.5  # invariant everywhere: right on near, fooled by metamers
+    assert scores["ic_correct"]["mean"] == 0.5 and scores["ic_order"]["mean"] == 0.5  # every pair tied
     assert scores["ic_spearman"]["mean"] is None  # constant output similarity
 
 

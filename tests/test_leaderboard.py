@@ -15,6 +15,8 @@ from benchmark.leaderboard import (
 )
 from benchmark.leaderboard.plots import heatmap_data
 
+from benchmark.metrics.scores import SCORE_NAMES as ALL_SCORES  # every score the evaluator writes
+
 REPO = Path(__file__).resolve().parents[1]
 RELEASE = {"name": "v1", "version": "1.0.0", "manifest_sha256": "ab" * 32}
 
@@ -35,7 +37,7 @@ def result(entry: str, ic: float, half: float = 0.01, clean: dict | None = None,
              for d in sorted(clean) for j, k in enumerate(("feature", "structure")) for i, r in enumerate(refs)]
     sets = [{"key": f"{c['dataset']}/{c['reference_model']}/{c['kind']}/L1", "dataset": c["dataset"],
              "reference_model": c["reference_model"], "kind": c["kind"], "layer": 1,
-             "scores": {name: interval(0.5) for name in SCORE_NAMES} | {"invariance_consistency": interval(ic)}}
+             "scores": {name: interval(0.5) for name in ALL_SCORES} | {"invariance_consistency": interval(ic)}}
             for c in cross]
     return {
         "entry": entry,
@@ -47,8 +49,10 @@ def result(entry: str, ic: float, half: float = 0.01, clean: dict | None = None,
         "sets": sets,
         "aggregate": {"clean_acc": interval(sum(clean.values()) / len(clean)), "metamer_acc": interval(0.4),
                       "near_acc": interval(0.79), "far_acc": interval(0.2), "transfer": interval(0.33),
-                      "invariance_consistency": interval(ic, half), "ic_spearman": interval(0.5)},
+                      "invariance_consistency": interval(ic, half), "ic_spearman": interval(0.5)}
+                     | {name: interval(0.5) for name in ALL_SCORES if name not in SCORE_NAMES},
         "clean_acc_by_dataset": clean, "accuracy_floor": floor, "cross_architecture": cross,
+        "by_kind_stage": [], "cross_architecture_by_stage": [],
     }
 
 

@@ -20,22 +20,24 @@ def test_min_seeds_is_the_schema_rule():
 
 @st.composite
 def outcomes(draw):
-    """A random SetOutcomes: 1-3 seeds, 2-8 units, 0-10 observations per role (units may repeat or be absent)."""
+    """A random SetOutcomes: 1-3 seeds, 2-8 units, 0-10 matched observations (units may repeat or be absent)."""
     k = draw(st.integers(1, 3))
     n = draw(st.integers(2, 8))
+    p = draw(st.integers(0, 10))
     bits = st.integers(0, 1)
     clean = torch.tensor(draw(st.lists(st.lists(bits, min_size=n, max_size=n), min_size=k, max_size=k)),
                          dtype=torch.float64)
-    unit, correct, same, in_sim, out_sim = {}, {}, {}, {}, {}
+    unit = torch.tensor(draw(st.lists(st.integers(0, n - 1), min_size=p, max_size=p)), dtype=torch.long)
+    levels = st.sampled_from([0.0, 0.25, 0.5, 1.0, math.nan])  # ties and undefined input similarity
+    correct, same, in_sim, out_sim = {}, {}, {}, {}
     for role in VARIANT_ROLES:
-        p = draw(st.integers(0, 10))
-        unit[role] = torch.tensor(draw(st.lists(st.integers(0, n - 1), min_size=p, max_size=p)), dtype=torch.long)
         correct[role] = torch.tensor(draw(st.lists(st.lists(bits, min_size=p, max_size=p), min_size=k, max_size=k)),
                                      dtype=torch.float64).reshape(k, p)
         same[role] = torch.tensor(draw(st.lists(st.lists(bits, min_size=p, max_size=p), min_size=k, max_size=k)),
                                   dtype=torch.float64).reshape(k, p)
-        in_sim[role] = torch.rand(p, generator=torch.Generator().manual_seed(p), dtype=torch.float64)
-        out_sim[role] = torch.rand(k, p, generator=torch.Generator().manual_seed(p + 1), dtype=torch.float64)
+        in_sim[role] = torch.tensor(draw(st.lists(levels, min_size=p, max_size=p)), dtype=torch.float64)
+        out_sim[role] = torch.tensor(draw(st.lists(st.lists(levels.filter(math.isfinite), min_size=p, max_size=p),
+                                                   min_size=k, max_size=k)), dtype=torch.float64).reshape(k, p)
     return SetOutcomes(n, clean, unit, correct, same, in_sim, out_sim)
 
 
@@ -44,14 +46,35 @@ def _naive(o: SetOutcomes, weights: list[int], seed: int) -> dict[str, float]:
     def ratio(num, den):
         return num / den if den > 0 else math.nan
 
-    out = {"clean_acc": ratio(sum(w * o.clean[seed, u].item() for u, w in enumerate(weights)), sum(weights))}
+    obs = [(weights[int(o.unit[i])], i) for i in range(o.unit.numel())]
+    clean_at = [o.clean[seed, int(o.unit[i])].item() for i in range(o.unit.numel())]
+    den = sum(w for w, _ in obs)
+    out = {"clean_acc": ratio(sum(w * o.clean[seed, u].item() for u, w in enumerate(weights)), sum(weights)),
+           "matched_clean_acc": ratio(sum(w * clean_at[i] for w, i in obs), den)}
     keep = {}
     for role in VARIANT_ROLES:
-        obs = list(range(o.unit[role].numel()))
-        den = sum(weights[o.unit[role][i]] for i in obs)
-        out[f"{role}_acc"] = ratio(sum(weights[o.unit[role][i]] * o.correct[role][seed, i].item() for i in obs), den)
-        keep[role] = ratio(sum(weights[o.unit[role][i]] * o.same[role][seed, i].item() for i in obs), den)
+        out[f"{role}_acc"] = ratio(sum(w * o.correct[role][seed, i].item() for w, i in obs), den)
+        keep[role] = ratio(sum(w * o.same[role][seed, i].item() for w, i in obs), den)
     out["invariance_consistency"] = 0.5 * (keep["near"] + 1 - keep["metamer"])
+    right = sum(w * clean_at[i] for w, i in obs)
+    out["ic_correct"] = ratio(sum(w * clean_at[i] * (o.same["near"][seed, i].item() + 1 - o.same["metamer"][seed, i].item())
+                                  for w, i in obs), 2 * right)
+    if den > 0 and out["matched_clean_acc"] - out["far_acc"] >= 0.05 - 1e-9:
+        out["transfer"] = (out["metamer_acc"] - out["far_acc"]) / (out["matched_clean_acc"] - out["far_acc"])
+    else:
+        out["transfer"] = math.nan
+    order_num = order_den = conc_num = conc_den = 0.0
+    for w, i in obs:
+        for a, b in (("near", "metamer"), ("near", "far"), ("metamer", "far")):
+            sa, sb = o.out_sim[a][seed, i].item(), o.out_sim[b][seed, i].item()
+            order_num += w * (1.0 if sa > sb else 0.5 if sa == sb else 0.0)
+            order_den += w
+            xa, xb = o.in_sim[a][i].item(), o.in_sim[b][i].item()
+            if math.isfinite(xa) and math.isfinite(xb) and xa != xb:
+                conc_num += w * (0.5 if sa == sb else 1.0 if (sa > sb) == (xa > xb) else 0.0)
+                conc_den += w
+    out["ic_order"] = ratio(order_num, order_den)
+    out["ic_concordance"] = ratio(conc_num, conc_den)
     return out
 
 

@@ -35,8 +35,9 @@ class Column:
 
 
 _TRANSFER_NOTE = (
-    "It can exceed 1 through a selection effect: metamer_acc and far_acc are averaged over the valid units only "
-    "(where R's metamer kept R's prediction), clean_acc over all units; see 'Reading transfer' under each board.")
+    "Evaluator 2.0.0 computes it on matched units (where the metamer and both twins are valid), so numerator and "
+    "denominator describe the same units; results of evaluator 1.x divided by clean_acc over all units, and could "
+    "exceed 1 through that selection effect ('Reading transfer' under a board that shows it).")
 
 COLUMNS_DOC = (
     Column("rank", "rank", "", "Competition rank by IC; entries whose 95% CIs overlap their group leader's share a "
@@ -51,15 +52,15 @@ COLUMNS_DOC = (
            "Spearman correlation between input similarity and output similarity (1 − JS distance) over metamers, "
            "near and far twins: a graded IC.", "score-ic_spearman"),
     Column("transfer", "transfer", "lower",
-           "(metamer_acc − far_acc) / (clean_acc − far_acc): the share of R's metamer invariance M shares; 0 = M "
+           "(metamer_acc − far_acc) / (matched clean_acc − far_acc): the share of R's metamer invariance M shares; 0 = M "
            "treats R's metamers like random input, 1 = fooled like R. " + _TRANSFER_NOTE, "score-transfer"),
     Column("metamer_acc", "metamer_acc", "lower",
-           "Accuracy on R's metamers (valid units only): the label survives only through R's invariances.",
+           "Accuracy on R's metamers (matched units only): the label survives only through R's invariances.",
            "score-metamer_acc"),
-    Column("near_acc", "near_acc", "higher", "Accuracy on near twins (a benign 1% change), valid units only.",
+    Column("near_acc", "near_acc", "higher", "Accuracy on near twins (a benign 1% change), matched units only.",
            "score-near_acc"),
     Column("far_acc", "far_acc", "neither",
-           "Accuracy on far twins (as far as the metamer, activations not matched), valid units only: the baseline "
+           "Accuracy on far twins (as far as the metamer, activations not matched), matched units only: the baseline "
            "of transfer, not a goal.", "score-far_acc"),
     Column("clean_acc", "clean_acc", "higher", "Accuracy on the original test units (all units).", "score-clean_acc"),
     Column("num_parameters", "params", "", "Trainable parameters, summed over the entry's per-dataset models.", ""),
