@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 NAME = "rerun"
-SUMMARY = "Retrain a submission; record if its weights match (the tier)."
+SUMMARY = "Retrain an entry; record whether its weights match (tier)."
 HELP = ("Retrain every weights file of submissions/<entry> with the project's recipe (benchmark.training, the "
         "card's model config, seeds and adversarial settings) and compare with the submitted weights within "
         "benchmark.reproduce.WEIGHT_ATOL; writes submissions/reruns/<entry>.json, from which the leaderboard "

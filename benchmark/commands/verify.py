@@ -12,7 +12,7 @@ import sys
 from benchmark.commands import RELEASE_HELP
 
 NAME = "verify"
-SUMMARY = "Re-check a release: hashes, schemas, data, recomputed validity."
+SUMMARY = "Re-check a release: hashes, data, recomputed validity."
 HELP = ("Re-check a release: SHA-256 of every file, schemas, base graphs, labels and splits against the base "
         "datasets, and validity recomputed from the reference checkpoints.")
 
