@@ -712,7 +712,6 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: str | os.Path
     ``benchmark.reproduce.SCORE_ATOL`` on another CPU (``benchmark.reproduce`` compares them).
     """
     from benchmark.submissions import validate_submission
-    from benchmark.versions import hardware, library_versions
 
     start = time.perf_counter()
     check_device(device)  # before the release is loaded
@@ -731,27 +730,35 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: str | os.Path
         scores = evaluator.eval(checked.models, seeds=sub.seeds, device=device, progress=progress, label=sub.entry)
     described = ({"format": sub.format, "stages": sub.stages} if program
                  else {"config": card["architecture"]["config"]})
+    submission = {
+        "name": card["name"], "authors": list(card["authors"]), "architecture": sub.architecture,
+        **described, "num_parameters": card["num_parameters"], "seeds": sub.seeds,
+        "tier": card["tier"], "license": card["license"], "paper_url": card["paper_url"],
+        "code_url": card["code_url"], "submission_sha256": sub.card_sha256,
+        "weights_sha256": checked.weights_sha256,
+    }
+    return results_document(sub.entry, submission, evaluator, scores, start)
+
+
+def results_document(entry: str, submission: dict, evaluator: Evaluator, scores: dict, start: float,
+                     **extra) -> dict:
+    """The results file of ``entry``: its ``submission`` block, the release identity, the versions and
+    the ``scores`` of :meth:`Evaluator.eval` (or ``eval_predictions``), schema-checked.
+
+    ``extra`` top-level keys (``prediction_only=True``) go in as given; ``wall_s`` counts from ``start``.
+    """
+    from benchmark.versions import hardware, library_versions
+
     result = {
-        "entry": sub.entry,
-        "submission": {
-            "name": card["name"], "authors": list(card["authors"]), "architecture": sub.architecture,
-            **described, "num_parameters": card["num_parameters"], "seeds": sub.seeds,
-            "tier": card["tier"], "license": card["license"], "paper_url": card["paper_url"],
-            "code_url": card["code_url"], "submission_sha256": sub.card_sha256,
-            "weights_sha256": checked.weights_sha256,
-        },
+        "entry": entry,
+        **extra,
+        "submission": submission,
         "release": dict(evaluator.release_info),
         "evaluator_version": EVALUATOR_VERSION,
         "library_versions": library_versions(),
         "hardware": hardware(),
-        "bootstrap": scores["bootstrap"],
-        "sets": scores["sets"],
-        "aggregate": scores["aggregate"],
-        "clean_acc_by_dataset": scores["clean_acc_by_dataset"],
-        "accuracy_floor": scores["accuracy_floor"],
-        "cross_architecture": scores["cross_architecture"],
-        "by_kind_stage": scores["by_kind_stage"],
-        "cross_architecture_by_stage": scores["cross_architecture_by_stage"],
+        **{name: scores[name] for name in ("bootstrap", "sets", "aggregate", "clean_acc_by_dataset", "accuracy_floor",
+                                           "cross_architecture", "by_kind_stage", "cross_architecture_by_stage")},
     }
     result["wall_s"] = round(time.perf_counter() - start, 2)
     check_schema(result, "result", "result", "results document does not match result.schema.json")

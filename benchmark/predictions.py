@@ -301,11 +301,9 @@ def score_predictions(path: str | os.PathLike, entry: str, release: str | os.Pat
     ``entry`` names the results file (``submissions/results/<entry>.json``) and the folder that
     must hold the scored file to rank (``submissions/<entry>/predictions.safetensors``).
     """
-    from benchmark.evaluate import EVALUATOR_VERSION, Evaluator
+    from benchmark.evaluate import Evaluator, results_document
     from benchmark.metrics.scores import DEFAULT_BOOTSTRAP
-    from benchmark.schemas import check_schema
     from benchmark.submissions import ENTRY_PATTERN, RESERVED_ENTRIES
-    from benchmark.versions import hardware, library_versions
 
     start = time.perf_counter()
     if not ENTRY_PATTERN.match(entry) or entry.lower() in RESERVED_ENTRIES:
@@ -323,27 +321,9 @@ def score_predictions(path: str | os.PathLike, entry: str, release: str | os.Pat
     label = model or predictions.get("model") or "custom"
     predictions["model"] = label
     scores = evaluator.eval_predictions(predictions)
-    result = {
-        "entry": entry,
-        "prediction_only": True,
-        "submission": {
-            "name": display_name or entry, "authors": list(authors), "architecture": label,
-            "num_parameters": int(num_parameters), "seeds": scores["seeds"], "tier": "self-reported",
-            "paper_url": paper_url, "code_url": code_url, "predictions_sha256": digest,
-        },
-        "release": dict(evaluator.release_info),
-        "evaluator_version": EVALUATOR_VERSION,
-        "library_versions": library_versions(),
-        "hardware": hardware(),
-        "bootstrap": scores["bootstrap"],
-        "sets": scores["sets"],
-        "aggregate": scores["aggregate"],
-        "clean_acc_by_dataset": scores["clean_acc_by_dataset"],
-        "accuracy_floor": scores["accuracy_floor"],
-        "cross_architecture": scores["cross_architecture"],
-        "by_kind_stage": scores["by_kind_stage"],
-        "cross_architecture_by_stage": scores["cross_architecture_by_stage"],
+    submission = {
+        "name": display_name or entry, "authors": list(authors), "architecture": label,
+        "num_parameters": int(num_parameters), "seeds": scores["seeds"], "tier": "self-reported",
+        "paper_url": paper_url, "code_url": code_url, "predictions_sha256": digest,
     }
-    result["wall_s"] = round(time.perf_counter() - start, 2)
-    check_schema(result, "result", "result", "results document does not match result.schema.json")
-    return result
+    return results_document(entry, submission, evaluator, scores, start, prediction_only=True)
