@@ -178,8 +178,8 @@ def graph_validity(model: GraphModel, originals: list, metamers: list, layer: in
 CRITERIA = ("random_pair", "centred", "identification")
 
 
-def nearest_other_distance(h_units: Tensor, h_population: Tensor, unit_rows: Tensor, chunk: int = 1024) -> Tensor:
-    """For each unit ``i`` (row ``unit_rows[i]`` of the population), the L2 distance from
+def nearest_other_distance(h_units: Tensor, h_population: Tensor, chunk: int = 1024) -> Tensor:
+    """For each unit ``i`` (a row of ``h_units``, also a row of the population), the L2 distance from
     ``h_units[i]`` to the nearest population row whose activations differ from it, ``[n]``.
 
     Rows identical to the unit (the unit itself, duplicates, isomorphic graphs) are skipped: the
@@ -224,9 +224,8 @@ class StageCriterion:
             return cls(criterion, centre, null_threshold(h - centre, quantile, distinct_rows=True), quantile)
         return cls(criterion, centre, float("nan"), quantile)
 
-    def check(self, h: Tensor, h2: Tensor, pred: Tensor, pred2: Tensor, h_population: Tensor | None = None,
-              unit_rows: Tensor | None = None) -> Validity:
-        """Validity of variants ``h2 [n, d]`` against originals ``h [n, d]`` (rows ``unit_rows`` of the population).
+    def check(self, h: Tensor, h2: Tensor, pred: Tensor, pred2: Tensor, h_population: Tensor | None = None) -> Validity:
+        """Validity of variants ``h2 [n, d]`` against originals ``h [n, d]`` (rows of the population ``h_population``).
 
         The identification test needs ``h_population``; its ``pearson`` field then holds the
         ratio ``||h2 - h|| / nearest-other distance`` (valid: < 1).
@@ -240,6 +239,6 @@ class StageCriterion:
             return Validity(same & (r > self.threshold), same, r, self.threshold)
         if h_population is None:
             raise ValueError("the identification test needs the population's activations")
-        radius = nearest_other_distance(h, h_population.detach().cpu(), unit_rows)
+        radius = nearest_other_distance(h, h_population.detach().cpu())
         ratio = (h2 - h).double().norm(dim=1).float() / radius.clamp(min=1e-12)
         return Validity(same & (ratio < 1), same, ratio, 1.0)
