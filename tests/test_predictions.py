@@ -103,6 +103,16 @@ def test_predictions_route_end_to_end(tmp_path, cora_eval, shared_outputs):
     assert result["aggregate"] == direct["aggregate"]
     assert 0.7 < result["clean_acc_by_dataset"]["Cora"] < 0.9
 
+    # CI re-scores prediction-only files too (issue 17.1): --reproduce writes nothing and compares.
+    again = ["score-predictions", str(pred), "--name", entry, "--release", str(RELEASE), "--out", str(out),
+             "--dataset", "Cora", "--bootstrap", "200", "--reproduce"]
+    before = out.read_bytes()
+    assert main(again) == 0 and out.read_bytes() == before
+    tampered = json.loads(before)
+    tampered["aggregate"]["clean_acc"]["mean"] += 0.01
+    out.write_text(json.dumps(tampered))
+    assert main(again) == 1
+
     # The schema refuses a prediction-only file that calls itself re-run or carries weights hashes.
     for edit in ({"tier": "re-run"}, {"weights_sha256": {}}):
         bad = json.loads(json.dumps(result))

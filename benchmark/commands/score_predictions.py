@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--code-url", default=None, help="code URL")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP,
                         help=f"bootstrap replicates for the 95%% CIs (default {DEFAULT_BOOTSTRAP})")
+    parser.add_argument("--reproduce", action="store_true",
+                        help="write nothing: re-score the predictions with the card fields recorded in the results file "
+                             "(--out or the default) and check it reproduces within benchmark.reproduce.SCORE_ATOL, wall "
+                             "time and hardware aside; exit 0 if it does, 1 (naming every field that differs) if not")
     parser.add_argument("--json", action="store_true",
                         help='print one JSON document {"ok": true, "results_file", "result"} on stdout')
 
@@ -60,13 +64,32 @@ def run(args: argparse.Namespace) -> int:
     if not args.predictions.is_file():
         raise UserError(f"predictions file {args.predictions} does not exist")
     check_bootstrap(args.bootstrap)
+    target = args.out if args.out is not None else Path("submissions/results") / f"{args.name}.json"
+    card = {"display_name": args.display_name, "authors": args.author or ["anonymous"], "model": args.model,
+            "num_parameters": args.num_parameters, "paper_url": args.paper_url, "code_url": args.code_url}
+    if args.reproduce:  # the submitter's fields come from the recorded file: only the scores are re-derived
+        from benchmark.files import read_json
+
+        if not target.is_file():
+            raise UserError(f"no results file to reproduce at {target}; run score-predictions without --reproduce first")
+        recorded = read_json(target)["submission"]
+        card = {"display_name": recorded["name"], "authors": recorded["authors"], "model": recorded["architecture"],
+                "num_parameters": recorded["num_parameters"], "paper_url": recorded.get("paper_url"),
+                "code_url": recorded.get("code_url")}
     evaluator = Evaluator(resolve_release(args.release), datasets=args.dataset, num_bootstrap=args.bootstrap)
     with as_check():
-        result = score_predictions(args.predictions, args.name, evaluator=evaluator, display_name=args.display_name,
-                                   authors=args.author or ["anonymous"], model=args.model,
-                                   num_parameters=args.num_parameters, paper_url=args.paper_url,
-                                   code_url=args.code_url)
-    out = write_results(result, args.out if args.out is not None else Path("submissions/results") / f"{args.name}.json")
+        result = score_predictions(args.predictions, args.name, evaluator=evaluator, **card)
+    if args.reproduce:
+        from benchmark.reproduce import reproduce_results_file
+
+        report = reproduce_results_file(result, target)
+        if args.json:
+            print(json.dumps({"ok": report.ok, "results_file": str(target), "summary": report.summary(str(target))},
+                             indent=2, sort_keys=True))
+        else:
+            print(report.summary(str(target)))
+        return 0 if report.ok else 1
+    out = write_results(result, target)
     if args.json:
         print(json.dumps({"ok": True, "results_file": str(out), "result": result}, indent=2, sort_keys=True))
     say = sys.stderr if args.json else sys.stdout
