@@ -139,3 +139,17 @@ def reproduce_results_file(fresh: dict, path, atol: float = SCORE_ATOL) -> Repro
         raise UserError(f"no results file to reproduce at {path}; run evaluate without --reproduce "
                         f"(or --out PATH) to write one")
     return compare_results(fresh, read_json(path), atol)
+
+
+def report_reproduction(fresh: dict, path, as_json: bool = False) -> int:
+    """The ``--reproduce`` verbs' output: compare ``fresh`` with the file at ``path``, print the
+    summary (or one JSON document), return the exit code (0 reproduces, 1 differs)."""
+    import json
+
+    report = reproduce_results_file(fresh, path)
+    summary = report.summary(str(path))
+    if as_json:
+        print(json.dumps({"ok": report.ok, "results_file": str(path), "summary": summary}, indent=2, sort_keys=True))
+    else:
+        print(summary)
+    return 0 if report.ok else 1

@@ -62,16 +62,9 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_submission(args.entry, release, num_bootstrap=args.bootstrap, device=args.device,
                                      progress=not args.no_progress)
     if args.reproduce:  # compare with the recorded file instead of writing it (README, "Reproducibility")
-        from benchmark.reproduce import reproduce_results_file
+        from benchmark.reproduce import report_reproduction
 
-        recorded = args.out if args.out is not None else results_path(args.entry)
-        report = reproduce_results_file(result, recorded)
-        if args.json:
-            print(json.dumps({"ok": report.ok, "results_file": str(recorded), "summary": report.summary(str(recorded))},
-                             indent=2, sort_keys=True))
-        else:
-            print(report.summary(str(recorded)))
-        return 0 if report.ok else 1
+        return report_reproduction(result, args.out if args.out is not None else results_path(args.entry), args.json)
     out = write_results(result, args.out if args.out is not None else results_path(args.entry))
     if args.json:
         print(json.dumps({"ok": True, "results_file": str(out), "result": result}, indent=2, sort_keys=True))

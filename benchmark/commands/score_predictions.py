@@ -80,15 +80,9 @@ def run(args: argparse.Namespace) -> int:
     with as_check():
         result = score_predictions(args.predictions, args.name, evaluator=evaluator, **card)
     if args.reproduce:
-        from benchmark.reproduce import reproduce_results_file
+        from benchmark.reproduce import report_reproduction
 
-        report = reproduce_results_file(result, target)
-        if args.json:
-            print(json.dumps({"ok": report.ok, "results_file": str(target), "summary": report.summary(str(target))},
-                             indent=2, sort_keys=True))
-        else:
-            print(report.summary(str(target)))
-        return 0 if report.ok else 1
+        return report_reproduction(result, target, args.json)
     out = write_results(result, target)
     if args.json:
         print(json.dumps({"ok": True, "results_file": str(out), "result": result}, indent=2, sort_keys=True))
