@@ -120,8 +120,43 @@ def test_the_centred_criterion_passes_near_twins_and_fails_random_graphs(cora, g
             far = crit.check(h[test], gcn.stage(xr, d.edge_index, stage=stage)[test], pred[test],
                              gcn(xr, d.edge_index).argmax(-1)[test])
             assert near.rate() >= 0.95 and far.rate() <= 0.05, (stage, near.rate(), far.rate())
-    with pytest.raises(UserError, match="valid validity criteria: centred, identification, random_pair"):
+    with pytest.raises(UserError, match="valid validity criteria: centred, distance, identification, random_pair"):
         StageCriterion.fit("pearson", h)
+
+
+def test_the_distance_criterion_passes_copies_and_fails_random_pairs():
+    h = torch.randn(500, 8, generator=torch.Generator().manual_seed(0))
+    pred = torch.zeros(500, dtype=torch.long)
+    crit = StageCriterion.fit("distance", h, 0.99)
+    pairs = torch.cdist(h, h)[torch.triu_indices(500, 500, 1).unbind()]
+    # the threshold is the 1st percentile of distinct pairs' distances (sampled: within 5% of it)
+    assert abs(crit.threshold - float(torch.quantile(pairs, 0.01))) < 0.05 * crit.threshold
+    near = crit.check(h, h + 1e-3, pred, pred)
+    far = crit.check(h, h.roll(1, 0), pred, pred)
+    assert near.rate() == 1.0 and far.rate() <= 0.03
+    assert not bool(crit.check(h, h, pred, pred + 1).mask.any())  # a changed prediction is never valid
+    assert torch.allclose(far.pearson, (h - h.roll(1, 0)).norm(dim=1))  # the statistic is the distance
+
+
+def test_graph_metamers_can_match_the_readout(mutag):
+    from benchmark.models import default_config
+    from benchmark.training import train_model
+
+    model = train_model(mutag, default_config("gin", mutag.num_features, mutag.num_classes, task="graph"), seed=0,
+                        epochs=5)[0].eval()
+    graphs = [mutag.graphs[i] for i in mutag.index("test")[:3].tolist()]
+    results = generate_metamers(model, graphs, "feature", [0], 1, progress=False, max_iterations=30,
+                                graph_match="readout", features="continuous")
+    for g, r in zip(graphs, results):
+        with torch.no_grad():
+            pooled = [model.head.pool(model.embed(x, g.edge_index, layer=1), torch.zeros(g.num_nodes, dtype=torch.long))
+                      for x in (g.x.float(), r.x)]
+        # the reported loss is the readout's relative loss, and it fell from the starting point
+        rel = float(((pooled[1] - pooled[0]) ** 2).sum() / (pooled[0] ** 2).sum())
+        assert abs(rel - r.rel_loss) <= 1e-4 * max(r.rel_loss, 1e-6) + 1e-6, (rel, r.rel_loss)
+        assert r.rel_loss < r.start_loss
+    with pytest.raises(UserError, match="valid graph_match options: nodes, readout"):
+        generate_metamers(model, graphs, "feature", [0], 1, progress=False, graph_match="pooled")
 
 
 def test_set_verdict_lists_why_a_set_is_not_ranked():
@@ -149,6 +184,7 @@ TINY_V2 = {
     "references": {"gcn3r": {"arch": "gcn", "num_layers": 3, "residual": True}},
     "datasets": {"Cora": {"models": ["gcn3r"], "kinds": ["continuous", "structure"]},
                  "MUTAG": {"models": ["gin"], "kinds": ["feature"]}},
+    "graph_tasks": {"validity": "distance", "metamer_options": {"graph_match": "readout"}},
 }
 
 
@@ -198,6 +234,10 @@ def test_v2_config_errors_name_what_is_valid():
         ReleaseConfig(**{**TINY_V2, "stages": ["middle"]}).check()
     with pytest.raises(UserError, match="must be a mapping with an 'arch'"):
         ReleaseConfig(**{**TINY_V2, "references": {"deep": {"num_layers": 4}}}).check()
+    with pytest.raises(UserError, match=r"graph_tasks: unknown key\(s\) \['seeds'\]; valid: \['validity'"):
+        ReleaseConfig(**{**TINY_V2, "graph_tasks": {"seeds": [1]}}).check()
+    with pytest.raises(UserError, match="unknown graph_tasks.validity 'cosine'; valid validity criteria: centred, distance"):
+        ReleaseConfig(**{**TINY_V2, "graph_tasks": {"validity": "cosine"}}).check()
 
 
 def test_frozen_set_v2_records_edits_and_homophily(cora, gcn):

@@ -273,9 +273,12 @@ class _Run:
         self.union = union = _Union(problems, device)
         self.num = num = len(problems)
         self.batch = union.owner if (model.config.task == "graph" or num > 1) else None
-        # Rows of the stage's output the loss runs over: None = every row. A graph task's logits
-        # have one row per graph, i.e. per problem, and every one is in the loss.
-        graph_rows = model.config.task == "graph" and layer == model.logits_stage
+        # Rows of the stage's output the loss runs over: None = every row. A graph task's logits,
+        # and its hidden stages read out (graph_match="readout"), have one row per graph, i.e. per
+        # problem, and every one is in the loss.
+        graph_task = model.config.task == "graph"
+        self.readout = graph_task and layer != model.logits_stage and opts.graph_match == "readout"
+        graph_rows = graph_task and (layer == model.logits_stage or self.readout)
         self.loss_rows = None if (union.all_nodes or graph_rows) else union.loss_nodes
         self.row_owner = torch.arange(num, device=device) if graph_rows else union.owner
         self.ref = self._reference()
@@ -302,7 +305,7 @@ class _Run:
     def _reference(self) -> _Reference:
         union, num = self.union, self.num
         with torch.no_grad():
-            h = self.model.stage(union.x, union.edge_index, batch=self.batch, stage=self.layer)
+            h = self.activations(union.x, union.edge_index, None)
             rows = self.loss_rows
             h_loss = h if rows is None else h[rows]
             loss_owner = self.row_owner if rows is None else self.row_owner[rows]
@@ -313,6 +316,11 @@ class _Run:
                 unit = centred / centred.norm(dim=1, keepdim=True).clamp(min=1e-12)
                 loss_counts = torch.bincount(loss_owner, minlength=num).clamp(min=1).to(h.dtype)
         return _Reference(h, h_loss, loss_owner, denom, unit, loss_counts)
+
+    def activations(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None) -> Tensor:
+        """What the loss matches: the stage's rows, or per graph its readout (``[num, d]``)."""
+        h = self.model.stage(x, edge_index, edge_weight, batch=self.batch, stage=self.layer)
+        return self.model.head.pool(h, self.batch) if self.readout else h
 
     def inputs(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """The current iterate ``(x, edge_index, edge_weight, regulariser)``."""
@@ -352,7 +360,7 @@ class _Run:
         x, ei, ew, reg = self.inputs()
         if holder is not None and feat is not None:
             holder.x, holder.idx, holder.keep = x, feat.idx, feat.keep
-        h = self.model.stage(x, ei, ew, batch=self.batch, stage=self.layer)
+        h = self.activations(x, ei, ew)
         objective, per_problem = self.objective(h)
         total = objective.sum() + reg
         losses, rel = objective.detach(), per_problem.detach()

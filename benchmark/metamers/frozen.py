@@ -293,11 +293,14 @@ def _graph_records(dataset, model, reference_model, kind, seeds, layer, progress
         }
         checks = {role: check_graphs(g2s) for role, g2s in versions.items()}
         valid = checks["metamer"].mask
+        # The test statistic under its own name: r for the Pearson criteria, an L2 distance or a ratio otherwise.
+        statistic = {"distance": "distance", "identification": "identification_ratio"}.get(
+            validity[0] if protocol == "v2" else "random_pair", "pearson")
         for j, (g, gi, r) in enumerate(zip(clean, test, group)):
             for role, g2s in versions.items():
                 g2 = g2s[j]
                 stats = {"valid": bool(checks[role].mask[j]), "same_prediction": bool(checks[role].same_prediction[j]),
-                         "pearson": float(checks[role].pearson[j]), "null_threshold": threshold,
+                         statistic: float(checks[role].pearson[j]), "null_threshold": threshold,
                          **_distances(g.x, g.edge_index, g2.x, g2.edge_index)}
                 if protocol == "v2":
                     stats.update(_edit_stats(kind, g.x, g.edge_index, g2.x, g2.edge_index, None))

@@ -11,6 +11,7 @@ FEATURE_MODES = ("auto", "binary", "continuous")
 EDGE_MODES = ("binary", "weighted")
 CANDIDATE_SOURCES = ("two_hop", "random", "mixed")
 LOSS_NODES = ("all", "target")
+GRAPH_MATCHES = ("nodes", "readout")
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,18 @@ class MetamerOptions:
     # (0: float32 as optimised). The stored graph is the metamer: validity is measured on it.
     continuous_levels: int = 0
     nodes: str = "all"  # loss over all nodes or only the target nodes
+    # Graph tasks, hidden stages: match every node's row ("nodes") or the model's own readout of
+    # the stage ("readout": pooled with the model's pooling, one row per graph). Validity of graph
+    # tasks is tested on the readout (validity.graph_stage_outputs), so "readout" optimises what is
+    # tested; "nodes" fixes which node carries which activation, which a graph-level observer never sees.
+    graph_match: str = "nodes"
     batch_restarts: bool | None = None  # None: the per-device default (engine.BATCH_RESTARTS_BY_DEVICE)
     device: str | None = None  # None: the model's device
 
     def __post_init__(self) -> None:
         for name, valid in (("features", FEATURE_MODES), ("edges", EDGE_MODES),
-                            ("candidate_source", CANDIDATE_SOURCES), ("nodes", LOSS_NODES)):
+                            ("candidate_source", CANDIDATE_SOURCES), ("nodes", LOSS_NODES),
+                            ("graph_match", GRAPH_MATCHES)):
             if getattr(self, name) not in valid:
                 raise unknown_choice(f"{name} option", getattr(self, name), valid)
         for name in ("max_iterations", "topk_pool", "refresh_every"):

@@ -12,6 +12,9 @@ matched stage pass a *criterion* against the original's:
   activations centred by the population mean of each dimension (every unit of the base graph,
   or every graph of the dataset), so the null asks "closer than a random other unit" of what
   differs between units, not of the profile all units share.
+- ``distance``: the L2 distance of the variant's activations to its original's is below the
+  ``1 - q`` quantile of distances between random pairs of distinct units: needed where Pearson r
+  is degenerate, as on a 2-class graph task's logits (two values per graph: r is always +-1).
 - ``identification``: the variant is nearer (L2) to its own original than that original is to
   any other unit of the population, units with identical activations (duplicate or isomorphic
   graphs) not counted.
@@ -46,6 +49,11 @@ def pearson_rows(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(flat, same.double(), r).float()
 
 
+def distance_rows(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise L2 distance of ``a [N, d]`` and ``b [N, d]`` (computed in float64), ``[N]``."""
+    return (a.double() - b.double()).norm(dim=1).float()
+
+
 def null_threshold(h: Tensor, quantile: float = 0.999, num_pairs: int = 20000, seed: int = 0,
                    distinct_rows: bool = False) -> float:
     """The ``quantile`` of Pearson r between rows of ``h [N, d]`` for random distinct pairs.
@@ -66,6 +74,25 @@ def null_threshold(h: Tensor, quantile: float = 0.999, num_pairs: int = 20000, s
             return 1.0
     r = pearson_rows(h[u].cpu(), h[v].cpu())
     return float(torch.quantile(r.double(), quantile))
+
+
+def distance_null_threshold(h: Tensor, quantile: float = 0.99, num_pairs: int = 20000, seed: int = 0) -> float:
+    """The ``1 - quantile`` quantile of L2 distances between rows of ``h [N, d]`` for random pairs of
+    distinct rows: a variant nearer its original than this is nearer than ``quantile`` of random
+    pairs of different units are to each other. Pairs of identical rows (duplicate or isomorphic
+    graphs) are dropped, as in :func:`null_threshold`; ``0.0`` when no distinct pair exists."""
+    n = h.size(0)
+    if n < 2:
+        return 0.0
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randint(n, (num_pairs,), generator=g)
+    v = (u + 1 + torch.randint(n - 1, (num_pairs,), generator=g)) % n  # v != u
+    h = h.detach().cpu().double()
+    d = (h[u] - h[v]).norm(dim=1)
+    d = d[d > 1e-6 * (1 + h[u].abs().amax(1))]
+    if d.numel() == 0:
+        return 0.0
+    return float(torch.quantile(d, 1 - quantile))
 
 
 @dataclass
@@ -175,7 +202,7 @@ def graph_validity(model: GraphModel, originals: list, metamers: list, layer: in
     return validity_from_activations(h - centre, h2 - centre, pred, pred2, threshold)
 
 
-CRITERIA = ("random_pair", "centred", "identification")
+CRITERIA = ("random_pair", "centred", "distance", "identification")
 
 
 def nearest_other_distance(h_units: Tensor, h_population: Tensor, chunk: int = 1024) -> Tensor:
@@ -219,6 +246,8 @@ class StageCriterion:
         h = h_population.detach().cpu()
         if criterion == "random_pair":
             return cls(criterion, None, null_threshold(h, quantile), quantile)
+        if criterion == "distance":
+            return cls(criterion, None, distance_null_threshold(h, quantile), quantile)
         centre = h.mean(0, keepdim=True)
         if criterion == "centred":
             return cls(criterion, centre, null_threshold(h - centre, quantile, distinct_rows=True), quantile)
@@ -237,6 +266,9 @@ class StageCriterion:
         if self.criterion == "centred":
             r = pearson_rows(h - self.centre, h2 - self.centre)
             return Validity(same & (r > self.threshold), same, r, self.threshold)
+        if self.criterion == "distance":
+            dist = distance_rows(h, h2)
+            return Validity(same & (dist < self.threshold), same, dist, self.threshold)
         if h_population is None:
             raise ValueError("the identification test needs the population's activations")
         radius = nearest_other_distance(h, h_population.detach().cpu())

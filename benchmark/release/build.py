@@ -44,7 +44,10 @@ CONTENT_KEYS = frozenset({"seeds", "train_seed", "metamer_options", "train_optio
 STAGES = ("early", "late", "logits")
 # Fields added after release v1: written into the manifest only when set, so v1's bytes stay.
 _V2_FIELDS = {"protocol": "v1", "validity": "centred", "validity_quantile": 0.99, "reference_seeds": [],
-              "reference_seeds_by_kind": {}, "references": {}, "stages": []}
+              "reference_seeds_by_kind": {}, "references": {}, "stages": [], "graph_tasks": {}}
+# What ``graph_tasks`` may override for graph-classification datasets (validity criterion and
+# engine options); it changes graph sets only, so it is checked against finished graph sets only.
+GRAPH_TASK_KEYS = ("validity", "validity_quantile", "metamer_options")
 # Fields a release may pin per architecture; the rest come from the dataset and the task.
 _PINNABLE = frozenset(f.name for f in fields(ModelConfig)) - {"arch", *DATASET_FIELDS}
 
@@ -80,6 +83,10 @@ class ReleaseConfig:
     reference_seeds: list[int] = field(default_factory=list)
     references: dict[str, dict] = field(default_factory=dict)
     stages: list[str] = field(default_factory=list)
+    # Graph-classification datasets: overrides of ``validity``, ``validity_quantile`` and
+    # ``metamer_options`` (e.g. a distance criterion where a 2-class task's logits make Pearson r
+    # degenerate, and metamers that match the model's readout; docs/validity_v2.md).
+    graph_tasks: dict = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> ReleaseConfig:
@@ -126,6 +133,19 @@ class ReleaseConfig:
             if kind not in KINDS or not isinstance(seeds, list) or not seeds:
                 raise UserError(f"reference_seeds_by_kind[{kind!r}] must map a kind ({', '.join(KINDS)}) to a "
                                 f"non-empty list of seeds, got {seeds!r}")
+        if not isinstance(self.graph_tasks, dict):
+            raise UserError(f"graph_tasks must be a mapping with keys from {list(GRAPH_TASK_KEYS)}, got {self.graph_tasks!r}")
+        unknown = sorted(set(self.graph_tasks) - set(GRAPH_TASK_KEYS))
+        if unknown:
+            raise UserError(f"graph_tasks: unknown key(s) {unknown}; valid: {list(GRAPH_TASK_KEYS)}")
+        if "validity" in self.graph_tasks:
+            from benchmark.metamers.validity import CRITERIA
+
+            if self.graph_tasks["validity"] not in CRITERIA:
+                raise unknown_choice("graph_tasks.validity", self.graph_tasks["validity"], CRITERIA, "validity criteria")
+        if not isinstance(self.graph_tasks.get("metamer_options", {}), dict):
+            raise UserError(f"graph_tasks.metamer_options must be a mapping of metamer options, "
+                            f"got {self.graph_tasks['metamer_options']!r}")
         for stage in self.stages:
             if stage not in STAGES:
                 raise unknown_choice("stage", stage, STAGES)
@@ -169,6 +189,16 @@ class ReleaseConfig:
 
     def jobs(self) -> list[tuple[str, str, str]]:
         return [(d, m, kind) for d in self.datasets for kind in self.kinds_for(d) for m in self.models_for(d, kind)]
+
+    def set_options(self, task: str) -> dict:
+        """Keyword arguments of ``make_frozen_set`` for a v2 set of a ``task`` ("node"/"graph") dataset."""
+        out = {"protocol": self.protocol, "validity": self.validity, "validity_quantile": self.validity_quantile,
+               **self.metamer_options}
+        if task == "graph":
+            graph = self.graph_tasks
+            out.update({k: graph[k] for k in ("validity", "validity_quantile") if k in graph})
+            out.update(graph.get("metamer_options", {}))
+        return out
 
     def seeds_of_references(self) -> list[int]:
         return list(self.reference_seeds) or [self.train_seed]
@@ -282,6 +312,14 @@ class ReleaseBuilder:
             raise UserError(f"{self.root} holds a build with other {sorted(CONTENT_KEYS)}; build into another "
                             f"folder or delete {self.state_path.parent} and the outputs to start over")
         self.state["content"] = content
+        # graph_tasks changes graph sets only: finished graph sets must have been built with it.
+        graph_done = any(v.get("task") == "graph" for k, v in self.state["steps"].items() if k.startswith("set/")) \
+            if "steps" in self.state else False
+        if graph_done and self.state.get("graph_content", {}) != config.graph_tasks:
+            raise UserError(f"{self.root} holds graph-task sets built with graph_tasks="
+                            f"{self.state.get('graph_content', {})!r}, not {config.graph_tasks!r}; build into another "
+                            f"folder or delete those sets' shards and state entries")
+        self.state["graph_content"] = config.graph_tasks
         self.state["config"] = config.to_dict()
         self.state.setdefault("steps", {})
         self._datasets: dict[str, GraphDataset] = {}
@@ -385,11 +423,10 @@ class ReleaseBuilder:
                 break
             model = self.checkpoint(unit)
             t0 = time.perf_counter()
-            extra = ({"protocol": self.config.protocol, "validity": self.config.validity,
-                      "validity_quantile": self.config.validity_quantile} if unit.v2 else {})
-            frozen_set = make_frozen_set(self.dataset(unit.dataset), model, unit.reference_model, unit.kind,
-                                         self.config.seeds, layer=unit.layer, progress=False, **extra,
-                                         **self.config.metamer_options)
+            dataset = self.dataset(unit.dataset)
+            options = (self.config.set_options(dataset.task) if unit.v2 else self.config.metamer_options)
+            frozen_set = make_frozen_set(dataset, model, unit.reference_model, unit.kind,
+                                         self.config.seeds, layer=unit.layer, progress=False, **options)
             for record in frozen_set.originals + frozen_set.variants:
                 record.stats = _strip_timing(record.stats)
             bases = {r.id: r for r in read_records(self.base_path(unit.dataset))}

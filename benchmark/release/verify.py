@@ -44,7 +44,8 @@ class VerifyReport:
 
 
 def _check_set(frozen_set, model, report: VerifyReport) -> None:
-    from benchmark.metamers.validity import StageCriterion, graph_stage_outputs, graph_validity, pearson_rows, validity_from_activations
+    from benchmark.metamers.validity import (StageCriterion, distance_rows, graph_stage_outputs, graph_validity,
+                                             pearson_rows, validity_from_activations)
 
     metamers = frozen_set.by_role("metamer")
     stats0 = frozen_set.originals[0].stats
@@ -78,9 +79,9 @@ def _check_set(frozen_set, model, report: VerifyReport) -> None:
     else:
         originals = {o.id: o for o in frozen_set.originals}
         threshold = stats0["null_threshold"]
-        if criterion not in ("random_pair", "centred"):
+        if criterion not in ("random_pair", "centred", "distance"):
             report.problems.append(f"{frozen_set.key}: validity criterion {criterion!r} needs the whole dataset; "
-                                   f"verify recomputes 'random_pair' and 'centred' sets only")
+                                   f"verify recomputes 'random_pair', 'centred' and 'distance' sets only")
             report.checked_sets += 1
             return
         for seed in frozen_set.seeds:
@@ -88,11 +89,14 @@ def _check_set(frozen_set, model, report: VerifyReport) -> None:
             parents = [originals[m.parent_id].to_data() for m in group]
             if criterion == "random_pair":
                 mask = graph_validity(model, parents, [m.to_data() for m in group], stage, threshold=threshold).mask
-            else:  # centred on the dataset's mean activation, which the originals' stats carry
-                centre = torch.tensor(stats0["centre"]).view(1, -1)
+            else:
                 h, pred = graph_stage_outputs(model, parents, stage)
                 h2, pred2 = graph_stage_outputs(model, [m.to_data() for m in group], stage)
-                mask = (pred == pred2) & (pearson_rows(h - centre, h2 - centre) > threshold)
+                if criterion == "distance":  # the threshold is all it needs
+                    mask = (pred == pred2) & (distance_rows(h, h2) < threshold)
+                else:  # centred on the dataset's mean activation, which the originals' stats carry
+                    centre = torch.tensor(stats0["centre"]).view(1, -1)
+                    mask = (pred == pred2) & (pearson_rows(h - centre, h2 - centre) > threshold)
             stored = torch.cat([m.valid for m in group])
             flips = int((mask != stored).sum())
             if flips > MAX_FLIP_RATE * len(group):
