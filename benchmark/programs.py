@@ -649,11 +649,16 @@ class CheckedPrograms:
     models: dict[str, list[ProgramModel]] = field(default_factory=dict)
     num_parameters: dict[str, int] = field(default_factory=dict)  # counted in the loaded programs
     weights_sha256: dict[str, dict[str, str]] = field(default_factory=dict)
+    # dataset -> seed -> the red-flag checks' outcomes (benchmark.sanity), all passed
+    red_flags: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
 
 
 def validate_programs(sub: ProgramSubmission, datasets: list[str], dims: dict, device: str = "cpu") -> CheckedPrograms:
-    """Files, hashes, archive checks, loading, and the outputs' shapes on a small graph of each dataset."""
+    """Files, hashes, archive checks, loading, the outputs' shapes on a small graph of each dataset,
+    and the red-flag checks (:mod:`benchmark.sanity`: deterministic, logits, input gradients,
+    permutation equivariance, stages that depend on the input)."""
     from benchmark.files import sha256_file
+    from benchmark.sanity import raise_red_flags, red_flags
     from benchmark.schemas import raise_problems
 
     files = [(d, s, sub.weights_path(d, s)) for d in datasets for s in sub.seeds]
@@ -673,6 +678,10 @@ def validate_programs(sub: ProgramSubmission, datasets: list[str], dims: dict, d
         try:
             model = load_program(p, dims[d].task, sub.stages, source)
             _check_outputs(model, dims[d], source)
+            flags = red_flags(lambda x, e, b, m=model: m.stages(x, e, batch=b), dims[d].task, dims[d].num_features,
+                              sub.stages)
+            raise_red_flags(flags, source)
+            checked.red_flags.setdefault(d, {})[str(s)] = [f.to_dict() for f in flags]
         except UserError as err:
             problems.append(str(err))
             continue
