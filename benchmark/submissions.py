@@ -305,6 +305,8 @@ class CheckedSubmission:
     models: dict[str, list] = field(default_factory=dict)
     num_parameters: dict[str, int] = field(default_factory=dict)
     weights_sha256: dict[str, dict[str, str]] = field(default_factory=dict)
+    # dataset -> seed -> the red-flag checks' outcomes (benchmark.sanity), all passed
+    red_flags: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
 
 
 def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = None,
@@ -325,6 +327,7 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
     """
     from benchmark.checkpoints import check_safetensors_header, load_state_strict, read_safetensors
     from benchmark.models import ModelConfig, build_model, count_parameters
+    from benchmark.sanity import model_stages_fn, raise_red_flags, red_flags
 
     sub = read_submission(folder, datasets)
     wanted = sorted(datasets) if datasets is not None else sub.datasets
@@ -382,9 +385,13 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
                 # then read_safetensors refuses pickles and NaN/Inf, and the strict load checks after casting.
                 check_safetensors_header(path, {k: tuple(v.shape) for k, v in model.state_dict().items()}, source)
                 load_state_strict(model, read_safetensors(path), source)
+                # The architecture is the zoo's; the weights can still be dead (zero gradients, constant stages).
+                flags = red_flags(model_stages_fn(model.eval()), dims[name].task, dims[name].num_features)
+                raise_red_flags(flags, source)
             except UserError as err:
                 problems.append(str(err))
                 continue
+            checked.red_flags.setdefault(name, {})[str(seed)] = [f.to_dict() for f in flags]
             models.append(model.eval().to(device))
         problems += _copied_seed_problems(name, sub.seeds, models) if len(models) == len(sub.seeds) else []
         if len(models) == len(sub.seeds) and refs.get(name):

@@ -79,6 +79,7 @@ def test_a_valid_submission_passes_and_loads_the_models(entry, trained, cora):
     assert checked.submission.entry == "tiny-gcn" and checked.submission.seeds == [0, 1, 2]
     models = checked.models["Cora"]
     assert len(models) == 3 and checked.num_parameters == {"Cora": 92231}
+    assert all(flag["passed"] for seed in ("0", "1", "2") for flag in checked.red_flags["Cora"][seed])
     x, ei = cora.data.x, cora.data.edge_index
     with torch.no_grad():
         for loaded, (original, _) in zip(models, trained):
@@ -132,6 +133,16 @@ def test_nan_weights_are_refused(entry, trained):
     save_file(tensors, str(entry / "Cora" / "seed-1.safetensors"))
     rehash(entry, 1)
     with pytest.raises(IntegrityError, match=rf"NaN or Inf values are refused: {name}"):
+        validate_submission(entry)
+
+
+def test_dead_weights_are_refused_by_the_red_flag_checks(entry, trained):
+    # All-zero weights load cleanly but nothing reaches the input: no gradient, constant stages.
+    tensors = {k: torch.zeros_like(v) for k, v in trained[2][0].state_dict().items()}
+    save_file(tensors, str(entry / "Cora" / "seed-2.safetensors"))
+    rehash(entry, 2)
+    with pytest.raises(IntegrityError, match=r"(?s)weights refused.*seed-2.safetensors\): refused by the red-flag "
+                                             r"checks.*input_gradient: zero gradient with respect to x at: logits"):
         validate_submission(entry)
 
 
