@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 
 from benchmark.errors import IntegrityError, UserError, unknown_choice
 from benchmark.files import read_json, sha256_file
+from benchmark.release.opened import DatasetDims, Release
 from benchmark.schemas import check_schema, raise_problems
 
 SUBMISSION_FILE = "submission.json"
@@ -51,15 +52,7 @@ _WEIGHTS_NAME = re.compile(r"^seed-(0|[1-9][0-9]*)\.safetensors$")
 
 
 # -- Dataset dimensions ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DatasetDims:
-    """What a dataset fixes in a model config."""
-
-    num_features: int
-    num_classes: int
-    task: str
-
+# DatasetDims is a release fact (benchmark.release.opened); a registered dataset's are read from its data.
 
 @functools.lru_cache(maxsize=None)
 def registry_dims(name: str) -> DatasetDims:
@@ -257,24 +250,11 @@ def _copied_seed_problems(dataset: str, seeds: list[int], models: list) -> list[
 REFERENCE_ATOL = 1e-6
 
 
-def reference_checkpoints(release_dir: str | os.PathLike) -> dict[str, dict[str, Path]]:
+def reference_checkpoints(release: Release | str | os.PathLike) -> dict[str, dict[str, Path]]:
     """``{dataset: {"checkpoints/<dataset>/<arch>": weights path}}`` of the release's reference
     models, hash-checked, when its manifest declares reference seeds (``generator.config.reference_seeds``);
     ``{}`` for a release that declares none (v1, whose references are the baselines' seed 0)."""
-    from benchmark.release.manifest import read_manifest, verify_files
-
-    manifest = read_manifest(release_dir)
-    config = manifest["generator"]["config"]
-    if not config.get("reference_seeds"):
-        return {}
-    listed = sorted(rel for rel in manifest["files"]
-                    if len(parts := rel.split("/")) == 4 and parts[0] == "checkpoints" and parts[3] == "model.safetensors")
-    verify_files(release_dir, manifest, only=listed)
-    out: dict[str, dict[str, Path]] = {}
-    for rel in listed:
-        _, dataset, arch, _ = rel.split("/")
-        out.setdefault(dataset, {})[f"checkpoints/{dataset}/{arch}"] = Path(release_dir) / rel
-    return out
+    return Release.open(release).reference_weights()
 
 
 def _reference_copy_problems(dataset: str, seeds: list[int], models: list, references: dict[str, Path]) -> list[str]:
@@ -309,7 +289,7 @@ class CheckedSubmission:
 
 def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = None,
                         dims: dict[str, DatasetDims] | None = None, device: str = "cpu",
-                        references: str | os.PathLike | None = None) -> CheckedSubmission:
+                        references: Release | str | os.PathLike | None = None) -> CheckedSubmission:
     """Run every check (see the module docstring) and return the loaded models.
 
     Args:
@@ -317,7 +297,7 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
         datasets: datasets the release scores (each must be covered, and only these are loaded);
             None loads every dataset in the card.
         dims: dataset dimensions (e.g. from the release); missing ones are read from the data.
-        references: the release folder whose reference checkpoints no weights file may equal
+        references: the release (opened, or its folder) whose reference checkpoints no weights file may equal
             (applied when its manifest declares ``reference_seeds``; see :func:`reference_checkpoints`).
 
     Raises:
