@@ -227,6 +227,68 @@ def _path_problems(sub: Submission) -> list[str]:
     return problems
 
 
+# -- Writing a submission ---------------------------------------------------------------------------------------------
+
+def weights_name(dataset: str, seed: int) -> str:
+    """Where a seed's weights live inside an entry folder: ``<dataset>/seed-<n>.safetensors``."""
+    return f"{dataset}/seed-{int(seed)}.safetensors"
+
+
+def write_submission(folder: str | os.PathLike, card: dict, weights: dict[str, dict[int, object]]) -> Path:
+    """Write a registry-weights submission folder that :func:`validate_submission` reads back:
+    every weights file first, ``submission.json`` last (a folder with a card is complete).
+
+    Args:
+        folder: ``submissions/<entry>`` (created if needed).
+        card: the card without the weights blocks: ``name``, ``authors``, ``architecture``, ``seeds``,
+            ``num_parameters``, ...; ``datasets.<name>`` may carry the other fields the schema allows
+            (``config``, ``test_acc``).
+        weights: ``{dataset: {seed: model or path}}``; a model's state dict is written
+            (:func:`benchmark.checkpoints.state_dict_bytes`), a path to a safetensors file is copied
+            (left in place when it already is the target file). Each lands at :func:`weights_name`
+            and its SHA-256 goes into the card.
+
+    Raises :class:`UserError` naming the field when a dataset's seeds are not the card's ``seeds``
+    or the finished card does not match ``benchmark/schemas/submission.schema.json`` (no card is
+    written then).
+
+    One writer (OGB's ``DatasetSaver`` plays this part there): the baselines script, the benchmarks
+    and the tests make folders the way a submitter does, so intake is tested on what it will read.
+    """
+    import shutil
+
+    import torch
+
+    from benchmark.checkpoints import state_dict_bytes
+    from benchmark.files import atomic_write_bytes, atomic_write_json
+
+    folder = Path(folder)
+    seeds = sorted(int(s) for s in card.get("seeds", []))
+    problems = []
+    for dataset, by_seed in sorted(weights.items()):
+        given = sorted(int(s) for s in by_seed)
+        if given != seeds:
+            problems.append(f"datasets.{dataset}.weights: seeds {given}, but the card's seeds are {seeds}")
+    raise_problems(problems, f"{folder}: weights do not match the card's seeds")
+    blocks = {name: dict(block) for name, block in card.get("datasets", {}).items()}
+    for dataset, by_seed in sorted(weights.items()):
+        entries = {}
+        for seed, source in sorted(by_seed.items(), key=lambda kv: int(kv[0])):
+            rel = weights_name(dataset, seed)
+            target = folder / rel
+            if isinstance(source, torch.nn.Module):
+                atomic_write_bytes(target, state_dict_bytes(source))
+            elif Path(source).resolve() != target.resolve():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+            entries[str(int(seed))] = {"path": rel, "sha256": sha256_file(target)}
+        blocks[dataset] = {**blocks.get(dataset, {}), "weights": entries}
+    full = {**card, "datasets": blocks}
+    check_schema(full, "submission", "submission", f"{folder / SUBMISSION_FILE}: the card being written is invalid")
+    atomic_write_json(folder / SUBMISSION_FILE, full)
+    return folder
+
+
 # -- Weights ------------------------------------------------------------------------------------------------------
 
 def _copied_seed_problems(dataset: str, seeds: list[int], models: list) -> list[str]:

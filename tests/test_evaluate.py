@@ -341,18 +341,18 @@ def test_eval_refuses_models_that_do_not_fit(cora, cora_models):
 
 
 def test_sgc_seeds_share_their_propagation_bit_for_bit(cora):
-    from benchmark.evaluate import _node_logits, _shared_prefix
+    from benchmark.evaluate.inference import node_logits, shared_prefix
     from benchmark.models import build_model, default_config
 
     models = []
     for seed in (0, 1):
         torch.manual_seed(seed)
         models.append(build_model(default_config("sgc", cora.num_features, cora.num_classes)).eval())
-    assert _shared_prefix(models) == 1
+    assert shared_prefix(models) == 1
     gcn = build_model(default_config("gcn", cora.num_features, cora.num_classes)).eval()
-    assert _shared_prefix(models + [gcn]) == 0 and _shared_prefix([gcn]) == 0
+    assert shared_prefix(models + [gcn]) == 0 and shared_prefix([gcn]) == 0
     with torch.inference_mode():
-        shared = _node_logits(models, 1, cora.data.x, cora.data.edge_index)
+        shared = node_logits(models, 1, cora.data.x, cora.data.edge_index)
         alone = [m(cora.data.x, cora.data.edge_index) for m in models]
     assert all(torch.equal(a, b) for a, b in zip(shared, alone))
     assert not torch.equal(shared[0], shared[1])

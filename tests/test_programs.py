@@ -18,10 +18,11 @@ import pytest
 import torch
 
 from benchmark.errors import IntegrityError
-from benchmark.evaluate import Evaluator, evaluate_submission
+from benchmark.evaluate import Evaluator
 from benchmark.files import sha256_file
 from benchmark.programs import check_program_archive, export_program, load_program
 from benchmark.schemas import load_schema, schema_problems
+from benchmark.scoring import evaluate_submission
 
 RELEASE = Path(__file__).resolve().parents[1] / "data_cards" / "v1"
 SEEDS = [0, 1, 2]
