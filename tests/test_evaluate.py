@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -356,3 +357,33 @@ def test_sgc_seeds_share_their_propagation_bit_for_bit(cora):
         alone = [m(cora.data.x, cora.data.edge_index) for m in models]
     assert all(torch.equal(a, b) for a, b in zip(shared, alone))
     assert not torch.equal(shared[0], shared[1])
+
+
+def test_evaluate_modules_import_one_job_each_and_never_submission_intake():
+    """The evaluator package's floors: units and results import no sibling, the predictions contract
+    only units, the Evaluator the three it assembles; no module of evaluate/ or release/ imports
+    submission intake (benchmark.submissions), the scoring of a folder (benchmark.scoring) or the leaderboard."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "benchmark"
+    floors = {"units": set(), "results": set(), "inference": set(), "contract": {"units"},
+              "evaluator": {"units", "contract", "inference"}, "__init__": {"contract", "evaluator", "results"}}
+    forbidden = ("benchmark.submissions", "benchmark.scoring", "benchmark.leaderboard")
+
+    def imports(path: Path) -> set[str]:
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                out.add(node.module)
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+        return {n for n in out if n.startswith("benchmark")}
+
+    assert {p.stem for p in (root / "evaluate").glob("*.py")} == set(floors)
+    for name, allowed in floors.items():
+        found = imports(root / "evaluate" / f"{name}.py")
+        siblings = {n.split(".")[2] for n in found if n.startswith("benchmark.evaluate.")}
+        assert siblings <= allowed, f"benchmark.evaluate.{name} imports {sorted(siblings - allowed)}"
+    for path in [*(root / "evaluate").glob("*.py"), *(root / "release").glob("*.py")]:
+        bad = sorted(n for n in imports(path) if n.startswith(forbidden))
+        assert not bad, f"{path.relative_to(root.parent)} imports {bad}"
