@@ -19,14 +19,7 @@ from benchmark.schemas import load_schema, schema_problems
 RELEASE = {"name": "toy", "version": "0.0.1", "manifest_sha256": "0" * 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small Cora models and bootstrap matrices: one BLAS thread is several times faster than two
-    when other processes share the two cores (spinning OpenMP workers), and no slower alone."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def record(rid, role, parent, dataset, task, y, target, valid, sim, num_nodes=4, seed=0):
