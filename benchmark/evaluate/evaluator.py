@@ -64,9 +64,10 @@ class Evaluator:
     """Scores models on the frozen sets of one release.
 
     Args:
-        release: a :class:`~benchmark.release.opened.Release`, a release folder or name (opened with
-            ``verify`` as its :class:`~benchmark.release.opened.VerificationMode`), or frozen sets
-            built in memory.
+        release: a :class:`~benchmark.release.opened.Release` (checked in its own mode unless
+            ``verify`` says otherwise), a release folder or name (opened with ``verify`` as its
+            :class:`~benchmark.release.opened.VerificationMode`; default: every file hash-checked),
+            or frozen sets built in memory.
         datasets: score only these datasets (default: every dataset of the release).
         reference_acc: ``{dataset: best reference clean accuracy}`` for the accuracy floor
             (default for a release: :meth:`Release.reference_best`).
@@ -80,7 +81,7 @@ class Evaluator:
                  datasets: Sequence[str] | None = None, reference_acc: Mapping[str, float] | None = None,
                  num_classes: Mapping[str, int] | None = None, release_info: Mapping[str, str] | None = None,
                  num_bootstrap: int = DEFAULT_BOOTSTRAP, bootstrap_seed: int = 0,
-                 verify: VerificationMode | str | bool = True) -> None:
+                 verify: VerificationMode | str | bool | None = None) -> None:
         check_bootstrap(num_bootstrap)  # before the release is loaded: a bad knob costs nothing
         self.release: Release | None = None
         if isinstance(release, (Release, str, os.PathLike)):

@@ -25,17 +25,18 @@ __all__ = ["hf_dataset", "load_frozen_sets", "load_metamers", "resolve_release"]
 
 
 def load_frozen_sets(release: Release | str | os.PathLike | None = None,
-                     verify: VerificationMode | str | bool = True, dataset: str | None = None,
+                     verify: VerificationMode | str | bool | None = None, dataset: str | None = None,
                      reference_model: str | None = None, kind: str | None = None,
                      layer: int | None = None) -> list[FrozenSet]:
     """Every frozen set of a release (optionally filtered), records decoded and checked per ``verify``
-    (a :class:`~benchmark.release.opened.VerificationMode`; ``True``: every file read is hash-checked)."""
+    (a :class:`~benchmark.release.opened.VerificationMode`, or ``True``/``False``; ``None``: an opened
+    release's own mode, else every file read is hash-checked)."""
     return Release.open(release, verify).load_sets(dataset, reference_model, kind, layer)
 
 
 def load_metamers(release: Release | str | os.PathLike | None = None, dataset: str | None = None,
                   reference_model: str | None = None, kind: str | None = None, role: str | None = "metamer",
-                  layer: int | None = None, verify: VerificationMode | str | bool = True) -> list[Data]:
+                  layer: int | None = None, verify: VerificationMode | str | bool | None = None) -> list[Data]:
     """PyG ``Data`` objects of a release, filtered like the sets (``role=None``: every role).
 
     Each ``Data`` has ``x [N, F]``, ``edge_index [2, E]``, ``y``, ``target_mask``, ``valid_mask``,
@@ -51,7 +52,7 @@ def load_metamers(release: Release | str | os.PathLike | None = None, dataset: s
 
 
 def hf_dataset(release: Release | str | os.PathLike | None = None, config: str = "default",
-               verify: VerificationMode | str | bool = True):
+               verify: VerificationMode | str | bool | None = None):
     """One config of a release as a Hugging Face ``datasets.Dataset``: ``datasets.load_dataset`` on the folder.
 
     ``config`` is ``default`` (every row), a dataset name (its base graph(s) and sets) or ``bases``;

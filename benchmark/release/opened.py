@@ -94,17 +94,19 @@ class Release:
 
     @classmethod
     def open(cls, release: Release | str | os.PathLike | None = None,
-             verification: VerificationMode | str | bool = VerificationMode.ALL_CHECKS) -> Release:
+             verification: VerificationMode | str | bool | None = None) -> Release:
         """The release at ``release`` (a folder or a name ``vN``, by
-        :func:`benchmark.release.locate.resolve_release`; ``None``: the default release).
+        :func:`benchmark.release.locate.resolve_release`; ``None``: the default release), checked per
+        ``verification`` (``None``: ``ALL_CHECKS`` for a folder).
 
-        An already opened :class:`Release` is returned as it is when its mode is the one asked
-        for, else re-wrapped with that mode (the manifest is not read again).
+        An already opened :class:`Release` is passed on as it is (``verification`` None or its own
+        mode), else re-wrapped with the mode asked for (the manifest is not read again).
         """
-        mode = VerificationMode.of(verification)
         if isinstance(release, Release):
+            mode = release.mode if verification is None else VerificationMode.of(verification)
             return release if release.mode is mode else cls(release.root, release.manifest,
                                                              release.manifest_sha256, mode)
+        mode = VerificationMode.ALL_CHECKS if verification is None else VerificationMode.of(verification)
         root = resolve_release(release)
         manifest = read_manifest(root)
         return cls(root, manifest, sha256_file(root / MANIFEST_NAME), mode)
