@@ -23,15 +23,17 @@ submissions' (``generator.config.reference_seeds``). Release v1 declares none: i
 the baselines' seed 0 by construction (a documented leak, fixed in v2), so v1 keeps accepting them.
 
 The architecture always comes from the registry and the card's config.
+
+:func:`write_submission` is the one writer of such folders (weights files first, the card last,
+schema-checked): the baselines script, the benchmarks and the tests make folders the way a
+submitter does, so intake is tested on what it will read.
 """
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from benchmark.errors import IntegrityError, UserError, unknown_choice
