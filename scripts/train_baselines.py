@@ -38,7 +38,8 @@ from benchmark.graphs import get_spec, load_dataset  # noqa: E402
 from benchmark.models import ModelConfig, build_model, count_parameters, default_config, model_names  # noqa: E402
 from benchmark.models.config import DATASET_FIELDS  # noqa: E402
 from benchmark.release.opened import Release  # noqa: E402
-from benchmark.submissions import MIN_SEEDS, write_submission  # noqa: E402
+from benchmark.submission_card import MIN_SEEDS  # noqa: E402
+from benchmark.submissions import write_submission  # noqa: E402
 from benchmark.training import train_model  # noqa: E402
 
 STAGING = REPO / "runs" / "baselines"

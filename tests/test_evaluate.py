@@ -355,7 +355,8 @@ def test_sgc_seeds_share_their_propagation_bit_for_bit(cora):
 def test_evaluate_modules_import_one_job_each_and_never_submission_intake():
     """The evaluator package's floors: units and results import no sibling, the predictions contract
     only units, the Evaluator the three it assembles; no module of evaluate/ or release/ imports
-    submission intake (benchmark.submissions), the scoring of a folder (benchmark.scoring) or the leaderboard."""
+    submission intake (benchmark.submissions), the scoring of a folder (benchmark.scoring) or the
+    leaderboard, and no module of leaderboard/ imports intake or scoring."""
     import ast
 
     root = Path(__file__).resolve().parents[1] / "benchmark"
@@ -379,4 +380,8 @@ def test_evaluate_modules_import_one_job_each_and_never_submission_intake():
         assert siblings <= allowed, f"benchmark.evaluate.{name} imports {sorted(siblings - allowed)}"
     for path in [*(root / "evaluate").glob("*.py"), *(root / "release").glob("*.py")]:
         bad = sorted(n for n in imports(path) if n.startswith(forbidden))
+        assert not bad, f"{path.relative_to(root.parent)} imports {bad}"
+    # The leaderboard reads cards (benchmark.submission_card), never submission intake.
+    for path in (root / "leaderboard").glob("*.py"):
+        bad = sorted(n for n in imports(path) if n.startswith(("benchmark.submissions", "benchmark.scoring")))
         assert not bad, f"{path.relative_to(root.parent)} imports {bad}"

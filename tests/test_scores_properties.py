@@ -18,7 +18,7 @@ from benchmark.metrics.scores import (
     weighted_spearman,
 )
 from benchmark.schemas import load_schema
-from benchmark.submissions import MIN_SEEDS
+from benchmark.submission_card import MIN_SEEDS
 
 
 def test_min_seeds_is_the_schema_rule():

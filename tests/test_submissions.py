@@ -16,7 +16,8 @@ from benchmark.errors import IntegrityError, UserError
 from benchmark.files import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from benchmark.models import count_parameters, default_config
 from benchmark.records import FrozenSet, GraphRecord
-from benchmark.submissions import read_submission, validate_submission, write_submission
+from benchmark.submission_card import read_submission
+from benchmark.submissions import validate_submission, write_submission
 
 SEEDS = (0, 1, 2)
 
