@@ -303,7 +303,7 @@ def score_predictions(path: str | os.PathLike, entry: str, release: str | os.Pat
     """
     from benchmark.evaluate import Evaluator, results_document
     from benchmark.metrics.scores import DEFAULT_BOOTSTRAP
-    from benchmark.submissions import ENTRY_PATTERN, RESERVED_ENTRIES
+    from benchmark.submission_card import ENTRY_PATTERN, RESERVED_ENTRIES
 
     start = time.perf_counter()
     if not ENTRY_PATTERN.match(entry) or entry.lower() in RESERVED_ENTRIES:

@@ -596,15 +596,16 @@ class ProgramSubmission:
         return self.folder / self.weights_entry(dataset, seed)["path"]
 
 
-def read_program_submission(folder: Path, entry: str, card: dict, card_sha: str,
+def read_program_submission(card_path: Path, entry: str, card: dict, card_sha: str,
                             datasets: list[str] | None) -> ProgramSubmission:
-    """Schema, contents and paths of a ``"format": "torch.export"`` card (classes 2-4 of intake)."""
+    """Schema, contents and paths of a ``"format": "torch.export"`` card at ``card_path`` (classes 2-4
+    of intake; :func:`benchmark.submission_card.read_submission` reads the card and hands it over)."""
     from benchmark.graphs import dataset_names
     from benchmark.schemas import check_schema, raise_problems
-    from benchmark.submissions import SUBMISSION_FILE
     from benchmark.errors import unknown_choice
 
-    check_schema(card, "program_submission", "submission", f"{folder / SUBMISSION_FILE}: schema violation")
+    folder = card_path.parent
+    check_schema(card, "program_submission", "submission", f"{card_path}: schema violation")
     problems = []
     known = set(dataset_names())
     for name in sorted(card["datasets"]):
@@ -622,7 +623,7 @@ def read_program_submission(folder: Path, entry: str, card: dict, card_sha: str,
         if set(spec["programs"]) != seeds:
             problems.append(f"datasets.{name}.programs: seeds {sorted(spec['programs'], key=int)}, the card declares "
                             f"{sorted(card['seeds'])}")
-    raise_problems(problems, f"{folder / SUBMISSION_FILE}: invalid contents")
+    raise_problems(problems, f"{card_path}: invalid contents")
     sub = ProgramSubmission(entry, folder, card, card_sha)
     problems, root = [], folder.resolve()
     for dataset in sub.datasets:

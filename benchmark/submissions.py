@@ -10,6 +10,9 @@ that class. The classes, in order:
    per declared seed, a config that builds;
 4. ``paths``: every weights path is relative, named ``seed-<n>.safetensors`` and stays inside the
    entry folder (``..``, absolute paths and symlinks out are refused);
+
+(classes 1-4, and 3 but for the build, read the card alone: :mod:`benchmark.submission_card`)
+
 5. ``files``: every weights file exists;
 6. ``hashes``: every file matches its declared SHA-256;
 7. ``weights``: safetensors only (a pickle under any name is refused), no NaN/Inf, strict loading
@@ -23,43 +26,28 @@ submissions' (``generator.config.reference_seeds``). Release v1 declares none: i
 the baselines' seed 0 by construction (a documented leak, fixed in v2), so v1 keeps accepting them.
 
 The architecture always comes from the registry and the card's config.
+
+:func:`write_submission` is the one writer of such folders (weights files first, the card last,
+schema-checked): the baselines script, the benchmarks and the tests make folders the way a
+submitter does, so intake is tested on what it will read.
 """
 from __future__ import annotations
 
 import functools
-import json
 import os
-import re
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from benchmark.errors import IntegrityError, UserError, unknown_choice
-from benchmark.files import read_json, sha256_file
+from benchmark.errors import IntegrityError, UserError
+from benchmark.files import sha256_file
+from benchmark.release.opened import DatasetDims, Release
 from benchmark.schemas import check_schema, raise_problems
+from benchmark.submission_card import SUBMISSION_FILE, Submission, read_submission
 
-SUBMISSION_FILE = "submission.json"
-MIN_SEEDS = 3
-ENTRY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# Folder names the project itself uses next to the entries: results files live in submissions/results/,
-# rerun records (benchmark.rerun) in submissions/reruns/.
-RESERVED_ENTRIES = frozenset({"results", "reruns"})
-# A card is a few KiB; the cap refuses a hostile one before it is read.
-MAX_CARD_BYTES = 1 << 20
-_WEIGHTS_NAME = re.compile(r"^seed-(0|[1-9][0-9]*)\.safetensors$")
-# Fields that each dataset fixes; the card may state them only if they agree.
 
 
 # -- Dataset dimensions ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DatasetDims:
-    """What a dataset fixes in a model config."""
-
-    num_features: int
-    num_classes: int
-    task: str
-
+# DatasetDims is a release fact (benchmark.release.opened); a registered dataset's are read from its data.
 
 @functools.lru_cache(maxsize=None)
 def registry_dims(name: str) -> DatasetDims:
@@ -70,168 +58,66 @@ def registry_dims(name: str) -> DatasetDims:
     return DatasetDims(dataset.num_features, dataset.num_classes, dataset.task)
 
 
-# -- The card ---------------------------------------------------------------------------------------------------------
+# -- Writing a submission ---------------------------------------------------------------------------------------------
 
-@dataclass
-class Submission:
-    """A submission whose card passed the schema and content checks (weights not yet loaded)."""
-
-    entry: str
-    folder: Path
-    card: dict
-    card_sha256: str
-
-    @property
-    def name(self) -> str:
-        return self.card["name"]
-
-    @property
-    def architecture(self) -> str:
-        return self.card["architecture"]["name"]
-
-    @property
-    def seeds(self) -> list[int]:
-        return sorted(self.card["seeds"])
-
-    @property
-    def datasets(self) -> list[str]:
-        return sorted(self.card["datasets"])
-
-    def config_dict(self, dataset: str, dims: DatasetDims) -> dict:
-        """The full ModelConfig fields for ``dataset``: architecture config, dataset overrides, dims."""
-        values = {**self.card["architecture"]["config"], **self.card["datasets"][dataset].get("config", {})}
-        values["arch"] = self.architecture
-        values.update(in_channels=dims.num_features, out_channels=dims.num_classes, task=dims.task)
-        return values
-
-    def config_problems(self, dataset: str, dims: DatasetDims) -> list[str]:
-        """Where the card's stated dims or arch disagree with the dataset / architecture name."""
-        from benchmark.models.config import DATASET_FIELDS
-
-        problems = []
-        for where, config in (("architecture.config", self.card["architecture"]["config"]),
-                              (f"datasets.{dataset}.config", self.card["datasets"][dataset].get("config", {}))):
-            if "arch" in config and config["arch"] != self.architecture:
-                problems.append(f"{where}.arch is {config['arch']!r} but architecture.name is {self.architecture!r}")
-            expected = {"in_channels": dims.num_features, "out_channels": dims.num_classes, "task": dims.task}
-            for key in DATASET_FIELDS:
-                if key in config and config[key] != expected[key]:
-                    problems.append(f"{where}.{key} is {config[key]!r} but {dataset} has {key} = {expected[key]!r}")
-        return problems
-
-    def weights_entry(self, dataset: str, seed: int) -> dict:
-        return self.card["datasets"][dataset]["weights"][str(seed)]
-
-    def weights_path(self, dataset: str, seed: int) -> Path:
-        return self.folder / self.weights_entry(dataset, seed)["path"]
+def weights_name(dataset: str, seed: int) -> str:
+    """Where a seed's weights live inside an entry folder: ``<dataset>/seed-<n>.safetensors``."""
+    return f"{dataset}/seed-{int(seed)}.safetensors"
 
 
-def _read_card(folder: Path) -> tuple[str, dict, str]:
-    """Class 1 (card): the folder, its name and a parseable ``submission.json``."""
-    if not folder.is_dir():
-        raise UserError(f"submission folder not found: {folder} (expected submissions/<entry>/ with {SUBMISSION_FILE})")
-    if folder.is_symlink():
-        raise IntegrityError(f"{folder} is a symlink to {folder.resolve()}; an entry must be a real folder "
-                             "(its results file is written next to it)")
-    entry = folder.resolve().name
-    if not ENTRY_PATTERN.match(entry):
-        raise UserError(f"entry folder name {entry!r} is not valid: 1-64 letters, digits, '.', '_' and '-', "
-                        "starting with a letter or digit")
-    if entry.lower() in RESERVED_ENTRIES:
-        raise UserError(f"entry folder name {entry!r} is reserved (the project uses "
-                        f"{', '.join(sorted(RESERVED_ENTRIES))}); choose another name")
-    card_path = folder / SUBMISSION_FILE
-    if not card_path.is_file():
-        raise UserError(f"{card_path} not found; every submission folder holds a {SUBMISSION_FILE} "
-                        f"(see benchmark/schemas/submission.schema.json)")
-    try:
-        card = read_json(card_path, max_bytes=MAX_CARD_BYTES)
-    except ValueError as err:
-        raise UserError(f"card: {err}") from err
-    return entry, card, sha256_file(card_path)
+def write_submission(folder: str | os.PathLike, card: dict, weights: dict[str, dict[int, object]]) -> Path:
+    """Write a registry-weights submission folder that :func:`validate_submission` reads back:
+    every weights file first, ``submission.json`` last (a folder with a card is complete).
 
+    Args:
+        folder: ``submissions/<entry>`` (created if needed).
+        card: the card without the weights blocks: ``name``, ``authors``, ``architecture``, ``seeds``,
+            ``num_parameters``, ...; ``datasets.<name>`` may carry the other fields the schema allows
+            (``config``, ``test_acc``).
+        weights: ``{dataset: {seed: model or path}}``; a model's state dict is written
+            (:func:`benchmark.checkpoints.state_dict_bytes`), a path to a safetensors file is copied
+            (left in place when it already is the target file). Each lands at :func:`weights_name`
+            and its SHA-256 goes into the card.
 
-def read_submission(folder: str | os.PathLike, datasets: list[str] | None = None) -> Submission:
-    """Classes 1-4: the card exists, matches its schema, makes sense and names safe paths.
+    Raises :class:`UserError` naming the field when a dataset's seeds are not the card's ``seeds``
+    or the finished card does not match ``benchmark/schemas/submission.schema.json`` (no card is
+    written then).
 
-    ``datasets``: the datasets the release needs (each must be in the card); None skips that check.
+    One writer (OGB's ``DatasetSaver`` plays this part there): the baselines script, the benchmarks
+    and the tests make folders the way a submitter does, so intake is tested on what it will read.
     """
-    from benchmark.graphs import dataset_names
-    from benchmark.models import MODEL_REGISTRY
+    import shutil
+
+    import torch
+
+    from benchmark.checkpoints import state_dict_bytes
+    from benchmark.files import atomic_write_bytes, atomic_write_json
 
     folder = Path(folder)
-    entry, card, card_sha = _read_card(folder)
-    if isinstance(card, dict) and "format" in card:  # exported programs (benchmark/programs.py)
-        from benchmark.programs import PROGRAM_FORMAT, read_program_submission
-
-        if card["format"] != PROGRAM_FORMAT:
-            raise UserError(f"{folder / SUBMISSION_FILE}: format: {card['format']!r}; valid formats: "
-                            f"{PROGRAM_FORMAT} (exported programs), or no format field (registry weights)")
-        return read_program_submission(folder, entry, card, card_sha, datasets)
-    check_schema(card, "submission", "submission", f"{folder / SUBMISSION_FILE}: schema violation")
-
+    seeds = sorted(int(s) for s in card.get("seeds", []))
     problems = []
-    arch = card["architecture"]["name"]
-    if arch not in MODEL_REGISTRY:
-        problems.append(f"architecture.name: {unknown_choice('model', arch, MODEL_REGISTRY)}")
-    known = set(dataset_names())
-    for name in sorted(card["datasets"]):
-        if name not in known:
-            problems.append(f"datasets.{name}: {unknown_choice('dataset', name, known)}")
-    if datasets is not None:
-        missing = sorted(set(datasets) - set(card["datasets"]))
-        if missing:
-            problems.append(f"datasets: the release scores {sorted(datasets)} but the card has no weights for {missing}")
-    seeds = {str(s) for s in card["seeds"]}
-    for name, spec in sorted(card["datasets"].items()):
-        given = set(spec["weights"])
+    for dataset, by_seed in sorted(weights.items()):
+        given = sorted(int(s) for s in by_seed)
         if given != seeds:
-            lacking = sorted(seeds - given, key=int)
-            extra = sorted(given - seeds, key=int)
-            text = []
-            if lacking:
-                text.append(f"no weights file for seed(s) {', '.join(lacking)}")
-            if extra:
-                text.append(f"weights for undeclared seed(s) {', '.join(extra)}")
-            problems.append(f"datasets.{name}.weights: {'; '.join(text)} (seeds declared: {card['seeds']})")
-    raise_problems(problems, f"{folder / SUBMISSION_FILE}: invalid contents")
-
-    sub = Submission(entry, folder, card, card_sha)
-    raise_problems(_path_problems(sub), f"{folder}: unsafe or misnamed weights paths", IntegrityError)
-    return sub
-
-
-def _path_problems(sub: Submission) -> list[str]:
-    """Class 4 (paths): relative, ``seed-<n>.safetensors``, inside the folder even after symlinks."""
-    problems = []
-    root = sub.folder.resolve()
-    seen: dict[str, str] = {}
-    for dataset in sub.datasets:
-        for seed in sub.seeds:
-            raw = sub.weights_entry(dataset, seed)["path"]
-            where = f"datasets.{dataset}.weights.{seed}.path {raw!r}"
-            pure = PurePosixPath(raw)
-            if "\\" in raw or pure.is_absolute() or re.match(r"^[A-Za-z]:", raw):
-                problems.append(f"{where}: must be a relative POSIX path inside the entry folder")
-                continue
-            if ".." in pure.parts:
-                problems.append(f"{where}: '..' would leave the entry folder; paths must stay inside it")
-                continue
-            match = _WEIGHTS_NAME.match(pure.name)
-            if not match:
-                problems.append(f"{where}: weights files are named seed-<n>.safetensors (safetensors only)")
-                continue
-            if int(match.group(1)) != seed:
-                problems.append(f"{where}: the file for seed {seed} must be named seed-{seed}.safetensors")
-                continue
-            resolved = (sub.folder / raw).resolve()
-            if not resolved.is_relative_to(root):
-                problems.append(f"{where}: resolves to {resolved}, outside the entry folder (symlink?)")
-                continue
-            if raw in seen:
-                problems.append(f"{where}: the same file is also {seen[raw]}")
-            seen[raw] = where
-    return problems
+            problems.append(f"datasets.{dataset}.weights: seeds {given}, but the card's seeds are {seeds}")
+    raise_problems(problems, f"{folder}: weights do not match the card's seeds")
+    blocks = {name: dict(block) for name, block in card.get("datasets", {}).items()}
+    for dataset, by_seed in sorted(weights.items()):
+        entries = {}
+        for seed, source in sorted(by_seed.items(), key=lambda kv: int(kv[0])):
+            rel = weights_name(dataset, seed)
+            target = folder / rel
+            if isinstance(source, torch.nn.Module):
+                atomic_write_bytes(target, state_dict_bytes(source))
+            elif Path(source).resolve() != target.resolve():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+            entries[str(int(seed))] = {"path": rel, "sha256": sha256_file(target)}
+        blocks[dataset] = {**blocks.get(dataset, {}), "weights": entries}
+    full = {**card, "datasets": blocks}
+    check_schema(full, "submission", "submission", f"{folder / SUBMISSION_FILE}: the card being written is invalid")
+    atomic_write_json(folder / SUBMISSION_FILE, full)
+    return folder
 
 
 # -- Weights ------------------------------------------------------------------------------------------------------
@@ -257,24 +143,11 @@ def _copied_seed_problems(dataset: str, seeds: list[int], models: list) -> list[
 REFERENCE_ATOL = 1e-6
 
 
-def reference_checkpoints(release_dir: str | os.PathLike) -> dict[str, dict[str, Path]]:
+def reference_checkpoints(release: Release | str | os.PathLike) -> dict[str, dict[str, Path]]:
     """``{dataset: {"checkpoints/<dataset>/<arch>": weights path}}`` of the release's reference
     models, hash-checked, when its manifest declares reference seeds (``generator.config.reference_seeds``);
     ``{}`` for a release that declares none (v1, whose references are the baselines' seed 0)."""
-    from benchmark.release.manifest import read_manifest, verify_files
-
-    manifest = read_manifest(release_dir)
-    config = manifest["generator"]["config"]
-    if not config.get("reference_seeds"):
-        return {}
-    listed = sorted(rel for rel in manifest["files"]
-                    if len(parts := rel.split("/")) == 4 and parts[0] == "checkpoints" and parts[3] == "model.safetensors")
-    verify_files(release_dir, manifest, only=listed)
-    out: dict[str, dict[str, Path]] = {}
-    for rel in listed:
-        _, dataset, arch, _ = rel.split("/")
-        out.setdefault(dataset, {})[f"checkpoints/{dataset}/{arch}"] = Path(release_dir) / rel
-    return out
+    return Release.open(release).reference_weights()
 
 
 def _reference_copy_problems(dataset: str, seeds: list[int], models: list, references: dict[str, Path]) -> list[str]:
@@ -311,7 +184,7 @@ class CheckedSubmission:
 
 def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = None,
                         dims: dict[str, DatasetDims] | None = None, device: str = "cpu",
-                        references: str | os.PathLike | None = None) -> CheckedSubmission:
+                        references: Release | str | os.PathLike | None = None) -> CheckedSubmission:
     """Run every check (see the module docstring) and return the loaded models.
 
     Args:
@@ -319,7 +192,7 @@ def validate_submission(folder: str | os.PathLike, datasets: list[str] | None = 
         datasets: datasets the release scores (each must be covered, and only these are loaded);
             None loads every dataset in the card.
         dims: dataset dimensions (e.g. from the release); missing ones are read from the data.
-        references: the release folder whose reference checkpoints no weights file may equal
+        references: the release (opened, or its folder) whose reference checkpoints no weights file may equal
             (applied when its manifest declares ``reference_seeds``; see :func:`reference_checkpoints`).
 
     Raises:

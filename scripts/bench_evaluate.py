@@ -23,13 +23,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmark.checkpoints import state_dict_bytes  # noqa: E402
-from benchmark.evaluate import Evaluator, evaluate_submission  # noqa: E402
-from benchmark.files import atomic_write_bytes, atomic_write_json, sha256_file  # noqa: E402
+from benchmark.evaluate import Evaluator  # noqa: E402
+from benchmark.files import atomic_write_json  # noqa: E402
 from benchmark.metrics.scores import DEFAULT_BOOTSTRAP  # noqa: E402
 from benchmark.models import count_parameters, default_config  # noqa: E402
 from benchmark.release.loader import resolve_release  # noqa: E402
-from benchmark.submissions import validate_submission  # noqa: E402
+from benchmark.scoring import evaluate_submission  # noqa: E402
+from benchmark.submissions import validate_submission, write_submission  # noqa: E402
 
 SEEDS = (0, 1, 2)
 
@@ -39,25 +39,20 @@ def make_submission(folder: Path, datasets: list[str], arch: str, epochs: int) -
     from benchmark.graphs import load_dataset
     from benchmark.training import train_model
 
-    entries, params, config_fields = {}, [], {}
+    blocks, weights, params, config_fields = {}, {}, [], {}
     for name in datasets:
         dataset = load_dataset(name)
         config = default_config(arch, dataset.num_features, dataset.num_classes, task=dataset.task)
-        weights = {}
-        for seed in SEEDS:
-            model, _ = train_model(dataset, config, seed=seed, epochs=epochs, patience=epochs)
-            path = folder / name / f"seed-{seed}.safetensors"
-            atomic_write_bytes(path, state_dict_bytes(model))
-            weights[str(seed)] = {"path": f"{name}/seed-{seed}.safetensors", "sha256": sha256_file(path)}
-        params.append(count_parameters(model))
+        weights[name] = {seed: train_model(dataset, config, seed=seed, epochs=epochs, patience=epochs)[0]
+                         for seed in SEEDS}
+        params.append(count_parameters(weights[name][SEEDS[-1]]))
         config_fields = {k: v for k, v in config.to_dict().items() if k not in ("arch", "in_channels", "out_channels", "task")}
-        entries[name] = {"weights": weights, "config": config_fields}
+        blocks[name] = {"config": config_fields}
     card = {"name": f"bench-{arch}", "authors": ["bench"], "paper_url": None, "code_url": None, "license": "MIT",
             "tier": "self-reported", "architecture": {"name": arch, "config": config_fields},
             "training": {"data": "public train split", "recipe": f"train_model, {epochs} epochs"},
-            "seeds": list(SEEDS), "num_parameters": max(params), "datasets": entries}
-    atomic_write_json(folder / "submission.json", card)
-    return folder
+            "seeds": list(SEEDS), "num_parameters": max(params), "datasets": blocks}
+    return write_submission(folder, card, weights)
 
 
 def phases(entry: Path, release: Path, bootstrap: int) -> dict[str, float]:

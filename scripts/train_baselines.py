@@ -20,7 +20,6 @@ until every dataset of the release is there it is a partial submission, not yet 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -34,12 +33,13 @@ sys.path.insert(0, str(REPO))
 
 from benchmark.adversarial import AdversarialConfig, make_perturbation  # noqa: E402
 from benchmark.checkpoints import CARD_NAME, WEIGHTS_NAME, save_checkpoint  # noqa: E402
-from benchmark.errors import UserError  # noqa: E402
-from benchmark.files import atomic_write_json, read_json, sha256_file  # noqa: E402
+from benchmark.files import read_json, sha256_file  # noqa: E402
 from benchmark.graphs import get_spec, load_dataset  # noqa: E402
 from benchmark.models import ModelConfig, build_model, count_parameters, default_config, model_names  # noqa: E402
 from benchmark.models.config import DATASET_FIELDS  # noqa: E402
-from benchmark.submissions import MIN_SEEDS  # noqa: E402
+from benchmark.release.opened import Release  # noqa: E402
+from benchmark.submission_card import MIN_SEEDS  # noqa: E402
+from benchmark.submissions import write_submission  # noqa: E402
 from benchmark.training import train_model  # noqa: E402
 
 STAGING = REPO / "runs" / "baselines"
@@ -79,18 +79,8 @@ def baseline_entries() -> list[Entry]:
 
 
 def release_datasets(release: Path) -> list[str]:
-    """Datasets of a frozen release, read from its ``MANIFEST.json``."""
-    manifest_path = release / "MANIFEST.json"
-    if not manifest_path.is_file():
-        raise UserError(f"{manifest_path} not found; pass --datasets or build the release first")
-    manifest = read_json(manifest_path)
-    for key in ("datasets",):
-        if isinstance(manifest.get(key), list) and manifest[key]:
-            return sorted(str(d) if isinstance(d, str) else str(d["name"]) for d in manifest[key])
-    names = sorted({s["dataset"] for s in manifest.get("sets", []) if isinstance(s, dict) and "dataset" in s})
-    if not names:
-        raise UserError(f"{manifest_path}: no 'datasets' list or 'sets[].dataset' to read the datasets from")
-    return names
+    """Datasets a frozen release scores (:attr:`benchmark.release.opened.Release.datasets`)."""
+    return Release.open(release).datasets
 
 
 def stage_dir(entry: Entry, dataset: str, seed: int) -> Path:
@@ -171,7 +161,8 @@ FIXED_CONFIG = ("arch", *DATASET_FIELDS)  # set per dataset and entry, not part 
 class DatasetBlock:
     """One dataset's finished runs of an entry: its card block plus what the card header needs."""
 
-    block: dict  # submission.json datasets.<name>: weights, test_acc (config added by package)
+    block: dict  # submission.json datasets.<name> without its weights: test_acc (config added by package)
+    weights: dict  # {seed: safetensors file}: staged, or already in the submission folder
     config: dict  # full ModelConfig fields minus FIXED_CONFIG
     task: str  # "node" or "graph"
     num_params: int
@@ -180,18 +171,13 @@ class DatasetBlock:
 
 
 def staged_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlock | None:
-    """The dataset's runs from staging, copied into the submission folder; None unless every seed is staged."""
+    """The dataset's runs from staging (copied into the submission folder when packaged); None unless
+    every seed is staged."""
     if not all(_staged_current(entry, dataset, s) for s in seeds):
         return None
     cards = [read_json(stage_dir(entry, dataset, s) / CARD_NAME) for s in seeds]
-    folder = SUBMISSIONS / entry.name
-    weights = {}
-    for seed in seeds:
-        target = folder / dataset / f"seed-{seed}.safetensors"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(stage_dir(entry, dataset, seed) / WEIGHTS_NAME, target)
-        weights[str(seed)] = {"path": target.relative_to(folder).as_posix(), "sha256": sha256_file(target)}
-    return DatasetBlock({"weights": weights, "test_acc": [round(c["metrics"]["test_acc"], 4) for c in cards]},
+    weights = {seed: stage_dir(entry, dataset, seed) / WEIGHTS_NAME for seed in seeds}
+    return DatasetBlock({"test_acc": [round(c["metrics"]["test_acc"], 4) for c in cards]}, weights,
                         {k: v for k, v in cards[0]["config"].items() if k not in FIXED_CONFIG},
                         cards[0]["config"]["task"], cards[0]["metrics"]["num_params"], bool(cards[0].get("adversarial")),
                         {c["metrics"].get("device", "cpu") for c in cards})
@@ -223,6 +209,7 @@ def checked_in_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlo
     if found is None:
         return None
     card, weights = found
+    card_path = SUBMISSIONS / entry.name / "submission.json"
     block = card["datasets"][dataset]
     test_acc = [block["test_acc"][card["seeds"].index(s)] for s in seeds]  # aligned with the card's seeds
     config = {**card["architecture"]["config"], **block.get("config", {})}
@@ -230,7 +217,8 @@ def checked_in_block(entry: Entry, dataset: str, seeds: list[int]) -> DatasetBlo
     model = build_model(ModelConfig.from_dict({**config, "arch": entry.arch, "in_channels": data.num_features,
                                                "out_channels": data.num_classes, "task": data.task}))
     training = card.get("training", {})
-    return DatasetBlock({"weights": weights, "test_acc": test_acc}, config, data.task,
+    paths = {int(seed): card_path.parent / item["path"] for seed, item in weights.items()}
+    return DatasetBlock({"test_acc": test_acc}, paths, config, data.task,
                         count_parameters(model), dataset in training.get("adversarial_datasets", []),
                         set(training.get("devices", ["cpu"])))
 
@@ -280,7 +268,7 @@ def package(entry: Entry, datasets: list[str], seeds: list[int]) -> tuple[Path, 
                      "devices": sorted(set().union(*(b.devices for b in blocks.values())))},
         "seeds": seeds, "num_parameters": max(b.num_params for b in blocks.values()), "datasets": models,
     }
-    atomic_write_json(folder / "submission.json", submission)
+    write_submission(folder, submission, {d: blocks[d].weights for d in sorted(blocks)})
     return folder, [d for d in datasets if d not in blocks]
 
 

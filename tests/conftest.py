@@ -70,3 +70,26 @@ def skipgcn_cora(cora):
         return [train_skipgcn(cora, seed) for seed in (0, 1, 2)]
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    small Cora models and bootstrap matrices run several times faster on one BLAS thread than on two
+    when other processes share the two cores (spinning OpenMP workers), and no slower alone."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cora_eval():
+    """An evaluator of release v1's Cora sets (200 bootstrap replicates)."""
+    from pathlib import Path
+
+    from benchmark.evaluate import Evaluator
+
+    return Evaluator(Path(__file__).resolve().parents[1] / "data_cards" / "v1", datasets=["Cora"], num_bootstrap=200)

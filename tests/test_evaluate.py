@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,14 +19,7 @@ from benchmark.schemas import load_schema, schema_problems
 RELEASE = {"name": "toy", "version": "0.0.1", "manifest_sha256": "0" * 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small Cora models and bootstrap matrices: one BLAS thread is several times faster than two
-    when other processes share the two cores (spinning OpenMP workers), and no slower alone."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def record(rid, role, parent, dataset, task, y, target, valid, sim, num_nodes=4, seed=0):
@@ -341,18 +335,53 @@ def test_eval_refuses_models_that_do_not_fit(cora, cora_models):
 
 
 def test_sgc_seeds_share_their_propagation_bit_for_bit(cora):
-    from benchmark.evaluate import _node_logits, _shared_prefix
+    from benchmark.evaluate.inference import node_logits, shared_prefix
     from benchmark.models import build_model, default_config
 
     models = []
     for seed in (0, 1):
         torch.manual_seed(seed)
         models.append(build_model(default_config("sgc", cora.num_features, cora.num_classes)).eval())
-    assert _shared_prefix(models) == 1
+    assert shared_prefix(models) == 1
     gcn = build_model(default_config("gcn", cora.num_features, cora.num_classes)).eval()
-    assert _shared_prefix(models + [gcn]) == 0 and _shared_prefix([gcn]) == 0
+    assert shared_prefix(models + [gcn]) == 0 and shared_prefix([gcn]) == 0
     with torch.inference_mode():
-        shared = _node_logits(models, 1, cora.data.x, cora.data.edge_index)
+        shared = node_logits(models, 1, cora.data.x, cora.data.edge_index)
         alone = [m(cora.data.x, cora.data.edge_index) for m in models]
     assert all(torch.equal(a, b) for a, b in zip(shared, alone))
     assert not torch.equal(shared[0], shared[1])
+
+
+def test_evaluate_modules_import_one_job_each_and_never_submission_intake():
+    """The evaluator package's floors: units and results import no sibling, the predictions contract
+    only units, the Evaluator the three it assembles; no module of evaluate/ or release/ imports
+    submission intake (benchmark.submissions), the scoring of a folder (benchmark.scoring) or the
+    leaderboard, and no module of leaderboard/ imports intake or scoring."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "benchmark"
+    floors = {"units": set(), "results": set(), "inference": set(), "contract": {"units"},
+              "evaluator": {"units", "contract", "inference"}, "__init__": {"contract", "evaluator", "results"}}
+    forbidden = ("benchmark.submissions", "benchmark.scoring", "benchmark.leaderboard")
+
+    def imports(path: Path) -> set[str]:
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                out.add(node.module)
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+        return {n for n in out if n.startswith("benchmark")}
+
+    assert {p.stem for p in (root / "evaluate").glob("*.py")} == set(floors)
+    for name, allowed in floors.items():
+        found = imports(root / "evaluate" / f"{name}.py")
+        siblings = {n.split(".")[2] for n in found if n.startswith("benchmark.evaluate.")}
+        assert siblings <= allowed, f"benchmark.evaluate.{name} imports {sorted(siblings - allowed)}"
+    for path in [*(root / "evaluate").glob("*.py"), *(root / "release").glob("*.py")]:
+        bad = sorted(n for n in imports(path) if n.startswith(forbidden))
+        assert not bad, f"{path.relative_to(root.parent)} imports {bad}"
+    # The leaderboard reads cards (benchmark.submission_card), never submission intake.
+    for path in (root / "leaderboard").glob("*.py"):
+        bad = sorted(n for n in imports(path) if n.startswith(("benchmark.submissions", "benchmark.scoring")))
+        assert not bad, f"{path.relative_to(root.parent)} imports {bad}"

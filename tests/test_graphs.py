@@ -53,12 +53,26 @@ def test_read_only_mirror_is_never_written(tmp_path, monkeypatch, cora):
 
 @pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.split == "seeded"])
 def test_shipped_seeded_splits_are_the_seed_zero_splits(name):
-    """The split files in the package are exactly what seed 0 gives, and partition the items."""
+    """The split files in the package are exactly what seed 0 gives on the dataset's labels
+    (recomputed here), and partition the items."""
+    import numpy as np
+
+    from conftest import load_or_skip
+
     stored = read_json(SPLIT_DIR / f"{name}.json")
     assert stored["seed"] == 0
     parts = stored["split"]
     items = sorted(parts["train"] + parts["val"] + parts["test"])
     assert items == list(range(stored["num_items"]))
+    dataset = load_or_skip(name)
+    if dataset.task == "node":
+        recomputed = _seeded_node_split(dataset.graphs[0].y.numpy(), 0)
+    else:
+        # The registry's fractions (files older than the "fractions" field were made with the default ones).
+        fractions = REGISTRY[name].fractions
+        assert tuple(stored.get("fractions", fractions)) == fractions
+        recomputed = _seeded_graph_split(np.array([int(g.y) for g in dataset.graphs]), 0, fractions)
+    assert recomputed == parts
 
 
 def test_seeded_splits_are_stratified_and_deterministic():

@@ -19,14 +19,14 @@ ENTRY = "sgc-baseline"
 
 def test_pinned_releases_match_the_shipped_release_folders():
     """The table the leaderboard trusts is what the verified shipped release gives."""
-    from benchmark.evaluate import reference_cards
+    from benchmark.release import Release
 
     for release in KNOWN_RELEASES:
         folder = REPO / "data_cards" / release.name.removeprefix("metamer-bench-")
         manifest = read_json(folder / "MANIFEST.json")
         assert (manifest["name"], manifest["version"]) == (release.name, release.version)
         assert sha256_file(folder / "MANIFEST.json") == release.manifest_sha256
-        cards = reference_cards(folder)  # listed and hash-checked
+        cards = Release.open(folder).reference_cards  # listed and hash-checked
         best = {d: max(c["metrics"]["test_acc"] for c in by_arch.values()) for d, by_arch in cards.items()}
         assert best == pytest.approx(release.reference_best, abs=1e-6)
 
@@ -103,8 +103,8 @@ def test_meta_and_sparse_predictions_are_refused(layout):
     import torch
 
     from benchmark.errors import UserError
-    from benchmark.evaluate import _describe
+    from benchmark.evaluate.contract import describe
 
     tensor = torch.empty(3, 1, 7, device="meta") if layout == "meta" else torch.zeros(3, 1, 7).to_sparse()
     with pytest.raises(UserError, match=rf"predictions\.outputs\['r0'\]: a {layout} tensor"):
-        _describe({"type": "logits", "seeds": [0], "outputs": {"r0": tensor}})
+        describe({"type": "logits", "seeds": [0], "outputs": {"r0": tensor}})

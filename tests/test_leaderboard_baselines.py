@@ -71,3 +71,24 @@ def test_a_run_staged_under_an_older_default_is_not_finished(tmp_path, monkeypat
     assert not script.finished(entry, "Cora", 0)
     atomic_write_json(card, {"config": current})
     assert script.finished(entry, "Cora", 0)
+
+
+def test_packaging_checked_in_runs_rewrites_the_same_card(tmp_path, monkeypatch):
+    """package() writes through benchmark.submissions.write_submission: from the checked-in runs of
+    an entry it gives back the checked-in card byte for byte, and the folder passes intake."""
+    import shutil
+
+    from benchmark.submissions import validate_submission
+
+    script = _script()
+    name = "sgc-baseline"
+    shutil.copytree(REPO / "submissions" / name, tmp_path / "submissions" / name)
+    monkeypatch.setattr(script, "STAGING", tmp_path / "staging")
+    monkeypatch.setattr(script, "SUBMISSIONS", tmp_path / "submissions")
+    entry = {e.name: e for e in script.baseline_entries()}[name]
+    card = tmp_path / "submissions" / name / "submission.json"
+    before = card.read_bytes()
+    datasets = sorted(script.read_json(card)["datasets"])
+    folder, missing = script.package(entry, datasets, [0, 1, 2])  # every run found checked in, hash-checked
+    assert missing == [] and card.read_bytes() == before
+    validate_submission(folder)

@@ -167,7 +167,7 @@ def mutag_panel():
 
 
 def test_panel_rows_follow_from_the_release(mutag_panel):
-    from benchmark.evaluate import reference_cards
+    from benchmark.release import Release
     from benchmark.release import load_frozen_sets
 
     rows = {r["entry"]: r for r in mutag_panel["rows"]}
@@ -186,7 +186,7 @@ def test_panel_rows_follow_from_the_release(mutag_panel):
         assert s["scores"]["invariance_consistency"]["mean"] in (None, 0.5)  # constant model: IC exactly 0.5
     # The reference panel: each set scored by its own checkpoint, whose clean accuracy on the
     # set's originals is the test accuracy its card records.
-    cards = reference_cards(REPO / "data_cards" / "v1")["MUTAG"]
+    cards = Release.open(REPO / "data_cards" / "v1").reference_cards["MUTAG"]
     for s in rows["reference-panel"]["sets"]:
         assert s["scores"]["clean_acc"]["mean"] == pytest.approx(cards[s["reference_model"]]["metrics"]["test_acc"],
                                                                  abs=1e-6), s["key"]

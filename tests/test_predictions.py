@@ -13,7 +13,6 @@ from safetensors.torch import save_file
 
 from benchmark.cli import main
 from benchmark.errors import IntegrityError, UserError
-from benchmark.evaluate import Evaluator
 from benchmark.files import read_json
 from benchmark.predictions import (
     PREDICTIONS_FILE, check_predictions_header, expected_shapes, prediction_inputs, score_predictions,
@@ -25,17 +24,7 @@ RELEASE = Path(__file__).resolve().parents[1] / "data_cards" / "v1"
 SEEDS = [0, 1, 2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def cora_eval():
-    return Evaluator(RELEASE, datasets=["Cora"], num_bootstrap=200)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,26 +18,16 @@ import pytest
 import torch
 
 from benchmark.errors import IntegrityError
-from benchmark.evaluate import Evaluator, evaluate_submission
 from benchmark.files import sha256_file
 from benchmark.programs import check_program_archive, export_program, load_program
 from benchmark.schemas import load_schema, schema_problems
+from benchmark.scoring import evaluate_submission
 
 RELEASE = Path(__file__).resolve().parents[1] / "data_cards" / "v1"
 SEEDS = [0, 1, 2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def cora_eval():
-    return Evaluator(RELEASE, datasets=["Cora"], num_bootstrap=200)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

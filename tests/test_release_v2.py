@@ -227,6 +227,22 @@ def test_a_v2_build_has_stages_references_and_verdicts(built_v2):
     assert meta.stats["feature_l2"] > 0 and abs(far.stats["feature_l2"] - meta.stats["feature_l2"]) < 0.05 * meta.stats["feature_l2"]
 
 
+def test_a_v2_release_opens_once_with_the_facts_written_at_build_time(built_v2):
+    from benchmark.evaluate import Evaluator
+    from benchmark.release import DatasetDims, Release
+
+    release = Release.open(built_v2)
+    assert release.dims == {"Cora": DatasetDims(1433, 7, "node"), "MUTAG": DatasetDims(7, 2, "graph")}
+    assert sorted(release.reference_weights()["Cora"]) == ["checkpoints/Cora/gcn3r-s1000"]  # v2 declares seeds
+    best, model = release.reference_best("Cora")
+    assert model == "gcn3r-s1000" and 0.5 < best <= 1.0
+    assert {s["stage"] for s in release.select(dataset="Cora")} == {"early", "late", "logits"}
+    evaluator = Evaluator(release, datasets=["MUTAG"], num_bootstrap=10)
+    assert evaluator.release is release and evaluator.release_info == release.identity
+    assert evaluator.dims == {"MUTAG": release.dims["MUTAG"]}
+    assert evaluator.reference_acc == {"MUTAG": release.reference_best("MUTAG")[0]}
+
+
 def test_v2_config_errors_name_what_is_valid():
     with pytest.raises(UserError, match="need protocol: v2"):
         ReleaseConfig(**{**TINY_V2, "protocol": "v1"}).check()

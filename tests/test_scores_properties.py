@@ -9,9 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
-from benchmark.metrics.scores import VARIANT_ROLES, SetOutcomes, score_matrix, weighted_spearman
+from benchmark.metrics.scores import (
+    MIN_UNITS,
+    VARIANT_ROLES,
+    SetOutcomes,
+    bootstrap_scores,
+    score_matrix,
+    weighted_spearman,
+)
 from benchmark.schemas import load_schema
-from benchmark.submissions import MIN_SEEDS
+from benchmark.submission_card import MIN_SEEDS
 
 
 def test_min_seeds_is_the_schema_rule():
@@ -99,3 +106,28 @@ def test_weighted_spearman_is_scipy_on_the_expanded_sample(rows):
         assert math.isnan(got)
     else:
         assert math.isclose(got, spearmanr(xs, ys).statistic, abs_tol=1e-9)
+
+
+@st.composite
+def clean_outcomes(draw):
+    """Clean correctness only: 1-3 model seeds, 30-60 units (enough for a CI), no matched observations."""
+    k = draw(st.integers(1, 3))
+    n = draw(st.integers(MIN_UNITS, 2 * MIN_UNITS))
+    clean = torch.tensor(draw(st.lists(st.lists(st.integers(0, 1), min_size=n, max_size=n), min_size=k, max_size=k)),
+                         dtype=torch.float64)
+    empty = {role: torch.zeros(k, 0, dtype=torch.float64) for role in VARIANT_ROLES}
+    return SetOutcomes(n, clean, torch.zeros(0, dtype=torch.long), empty, dict(empty),
+                       {role: torch.zeros(0, dtype=torch.float64) for role in VARIANT_ROLES}, dict(empty))
+
+
+@settings(max_examples=100, deadline=None)
+@given(clean_outcomes(), st.integers(0, 2**31 - 1))
+def test_bootstrap_ci_of_clean_accuracy_contains_its_estimate(o, seed):
+    """Clean accuracy is a mean over units: each replicate (units and model seeds drawn with replacement)
+    is a binomial-like mean around the estimate, so the 95% percentile CI holds it, for the set and the
+    aggregate, and stays inside [0, 1]."""
+    scored = bootstrap_scores([o], ["set"], num_boot=1000, seed=seed)
+    for interval in (scored.per_set[0]["clean_acc"], scored.aggregate["clean_acc"]):
+        assert interval.ci_low is not None, "30 or more units get a CI"
+        assert 0.0 <= interval.ci_low <= interval.mean + 1e-12
+        assert interval.mean - 1e-12 <= interval.ci_high <= 1.0

@@ -16,18 +16,13 @@ from benchmark.errors import IntegrityError, UserError
 from benchmark.files import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from benchmark.models import count_parameters, default_config
 from benchmark.records import FrozenSet, GraphRecord
-from benchmark.submissions import read_submission, validate_submission
+from benchmark.submission_card import read_submission
+from benchmark.submissions import validate_submission, write_submission
 
 SEEDS = (0, 1, 2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small Cora models: one BLAS thread is several times faster than two on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -39,27 +34,20 @@ def trained(cora):
     return [train_model(cora, config, seed=s, epochs=30, patience=30) for s in SEEDS]
 
 
-def write_submission(folder: Path, models, name: str = "tiny-gcn") -> Path:
+def write_entry(folder: Path, models, name: str = "tiny-gcn") -> Path:
     """A valid submission folder: ``Cora/seed-<n>.safetensors`` + ``submission.json``."""
-    weights = {}
-    for seed, model in zip(SEEDS, models):
-        path = folder / "Cora" / f"seed-{seed}.safetensors"
-        atomic_write_bytes(path, state_dict_bytes(model))
-        weights[str(seed)] = {"path": f"Cora/seed-{seed}.safetensors", "sha256": sha256_file(path)}
     config = {k: v for k, v in models[0].config.to_dict().items() if k not in ("arch", "in_channels", "out_channels", "task")}
     card = {"name": name, "description": "GCN trained for 30 epochs.", "authors": ["A. Tester"],
             "paper_url": "https://arxiv.org/abs/1609.02907", "code_url": None, "license": "MIT", "tier": "self-reported",
             "architecture": {"name": "gcn", "config": config},
             "training": {"data": "Cora public split, train nodes", "recipe": "Adam lr 0.01, wd 5e-4, 30 epochs"},
-            "seeds": list(SEEDS), "num_parameters": count_parameters(models[0]),
-            "datasets": {"Cora": {"weights": weights}}}
-    atomic_write_json(folder / "submission.json", card)
-    return folder
+            "seeds": list(SEEDS), "num_parameters": count_parameters(models[0])}
+    return write_submission(folder, card, {"Cora": dict(zip(SEEDS, models))})
 
 
 @pytest.fixture()
 def entry(tmp_path, trained):
-    return write_submission(tmp_path / "submissions" / "tiny-gcn", [m for m, _ in trained])
+    return write_entry(tmp_path / "submissions" / "tiny-gcn", [m for m, _ in trained])
 
 
 def edit_card(folder: Path, change) -> None:
@@ -312,7 +300,7 @@ def test_evaluate_writes_a_schema_valid_deterministic_results_file(entry, releas
 
 
 def test_evaluate_refuses_a_tampered_release(entry, release):
-    from benchmark.evaluate import evaluate_submission
+    from benchmark.scoring import evaluate_submission
 
     shard = release / "data" / "Cora" / "gcn-feature.parquet"
     shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
@@ -321,7 +309,7 @@ def test_evaluate_refuses_a_tampered_release(entry, release):
 
 
 def test_evaluate_refuses_an_invalid_submission_before_scoring(entry, release):
-    from benchmark.evaluate import evaluate_submission
+    from benchmark.scoring import evaluate_submission
 
     (entry / "Cora" / "seed-1.safetensors").unlink()
     with pytest.raises(UserError, match="file not found"):
@@ -330,7 +318,7 @@ def test_evaluate_refuses_an_invalid_submission_before_scoring(entry, release):
 
 
 def test_floor_failure_is_recorded(entry, tmp_path, cora, trained):
-    from benchmark.evaluate import evaluate_submission
+    from benchmark.scoring import evaluate_submission
 
     release = write_release(tmp_path / "strict", cora, trained[0][0], reference_acc=0.99)
     result = evaluate_submission(entry, release, num_bootstrap=10)
@@ -504,19 +492,19 @@ def test_absurd_bootstrap_is_refused_before_the_release_is_read(tmp_path, capsys
 
 def test_evaluate_reads_only_listed_hash_checked_reference_cards(entry, release):
     """The accuracy floor comes from the release's verified cards, never from an unlisted or edited one."""
-    from benchmark.evaluate import reference_cards
+    from benchmark.release import Release
 
     card_path = release / "checkpoints" / "Cora" / "gcn" / "card.json"
     unlisted = release / "checkpoints" / "Cora" / "gat" / "card.json"
     unlisted.parent.mkdir(parents=True)
     atomic_write_json(unlisted, {**read_json(card_path), "metrics": {"test_acc": 0.99}})
-    assert set(reference_cards(release)["Cora"]) == {"gcn"}  # an unlisted card is not read
+    assert set(Release.open(release).reference_cards["Cora"]) == {"gcn"}  # an unlisted card is not read
 
     edited = read_json(card_path)
     edited["metrics"]["test_acc"] = 0.2  # would lower the floor for everyone
     atomic_write_json(card_path, edited)
     with pytest.raises(IntegrityError, match=r"checkpoints/Cora/gcn/card\.json: SHA-256 mismatch"):
-        reference_cards(release)
+        Release.open(release).reference_cards
     card_path.unlink()
     with pytest.raises(IntegrityError, match=r"checkpoints/Cora/gcn/card\.json: missing"):
-        reference_cards(release)
+        Release.open(release).reference_cards

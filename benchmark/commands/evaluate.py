@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.evaluate import evaluate_submission, results_path, write_results
+    from benchmark.evaluate import results_path, write_results
+    from benchmark.scoring import evaluate_submission
     import torch
 
     from benchmark.commands import as_check, existing_dir

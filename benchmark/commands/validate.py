@@ -29,34 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              '"datasets", "num_parameters", "release"} or, when refused, {"ok": false, "error"}')
 
 
-def release_dims(release: Path):
-    """Datasets a release scores (its manifest's sets) and their dimensions (its reference checkpoint
-    cards), without loading any shard."""
-    from benchmark.errors import UserError
-    from benchmark.evaluate import reference_cards
-    from benchmark.release.manifest import read_manifest
-    from benchmark.submissions import DatasetDims
-
-    manifest = read_manifest(release)
-    if "datasets" in manifest:  # release v2 onwards: the facts were written at build time
-        return {name: DatasetDims(f["num_features"], f["num_classes"], f["task"])
-                for name, f in sorted(manifest["datasets"].items())}
-    cards = reference_cards(release)
-    dims = {}
-    for dataset in sorted({s["dataset"] for s in manifest["sets"]}):
-        found = {(c["config"]["in_channels"], c["config"]["out_channels"], c["config"].get("task", "node"))
-                 for c in cards.get(dataset, {}).values() if isinstance(c.get("config"), dict)}
-        if len(found) != 1:
-            raise UserError(f"{release}: the reference checkpoint cards of {dataset} (checkpoints/{dataset}/<arch>/"
-                            f"card.json) should give one (in_channels, out_channels, task), found {sorted(found)}")
-        dims[dataset] = DatasetDims(*found.pop())
-    return dims
-
-
 def run(args: argparse.Namespace) -> int:
     from benchmark.commands import as_check, existing_dir
     from benchmark.errors import UserError
     from benchmark.release.locate import resolve_release
+    from benchmark.release.opened import Release
     from benchmark.submissions import validate_submission
 
     existing_dir(args.entry, "submission folder")
@@ -68,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
         except UserError as err:
             release = None
             print(f"note: dataset coverage is not checked: {err}", file=sys.stderr)
-    dims = release_dims(release) if release is not None else None
+    # Dimensions from the manifest's facts (or v1's reference cards): no shard is loaded.
+    opened = Release.open(release) if release is not None else None
+    dims = opened.dims if opened is not None else None
     with as_check():
         checked = validate_submission(args.entry, datasets=sorted(dims) if dims else None, dims=dims,
-                                      references=release)
+                                      references=opened)
     sub = checked.submission
     if args.json:
         print(json.dumps({"ok": True, "entry": str(args.entry), "architecture": sub.architecture, "seeds": sub.seeds,

@@ -70,10 +70,10 @@ def refresh_panels(results_dir: str | os.PathLike, release_dirs: list[str | os.P
     A release no results file uses is skipped: a panel is context for a board, not a board.
     """
     from benchmark.errors import UserError
-    from benchmark.evaluate import release_identity
     from benchmark.files import canonical_json
     from benchmark.leaderboard.panel import compute_panel, panel_path
-    from benchmark.release.loader import resolve_release
+    from benchmark.release.locate import resolve_release
+    from benchmark.release.opened import Release
 
     if release_dirs is None:
         try:
@@ -85,13 +85,13 @@ def refresh_panels(results_dir: str | os.PathLike, release_dirs: list[str | os.P
     used = {r.release for r in load_results(results_dir)} if results_dir.is_dir() else set()
     written = []
     for release_dir in release_dirs:
-        identity = release_identity(release_dir)
-        key = ReleaseKey(identity["name"], identity["version"], identity["manifest_sha256"])
+        release = Release.open(release_dir)
+        key = ReleaseKey(**release.identity)
         path = panel_path(results_dir, key.slug)
         if key not in used or (path.is_file() and not force):
             continue
         log(f"computing chance and reference rows of {release_dir} (loads the release; minutes) -> {path}")
-        data = canonical_json(compute_panel(release_dir)).encode("utf-8")
+        data = canonical_json(compute_panel(release)).encode("utf-8")
         if not (path.is_file() and path.read_bytes() == data):
             atomic_write_bytes(path, data)
             written.append(path)

@@ -27,9 +27,13 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.errors import UserError
 from benchmark.files import read_json
+
+if TYPE_CHECKING:
+    from benchmark.release.opened import Release
 
 PANEL_FORMAT = "metamer-bench-panel"
 PANEL_FORMAT_VERSION = 1
@@ -86,7 +90,7 @@ def _mean_over_sets(sets: list[dict]) -> dict[str, dict]:
     return out
 
 
-def compute_panel(release_dir: str | os.PathLike, datasets: list[str] | None = None,
+def compute_panel(release_dir: Release | str | os.PathLike, datasets: list[str] | None = None,
                   num_bootstrap: int = PANEL_BOOTSTRAP) -> dict:
     """The chance and reference rows of the release in ``release_dir`` (see the module docstring).
 
@@ -95,28 +99,21 @@ def compute_panel(release_dir: str | os.PathLike, datasets: list[str] | None = N
     import torch
 
     from benchmark.checkpoints import load_checkpoint
-    from benchmark.evaluate import Evaluator, reference_cards, release_identity
-    from benchmark.release import load_frozen_sets
-    from benchmark.release.manifest import read_manifest
+    from benchmark.evaluate import Evaluator
+    from benchmark.release.opened import Release
 
-    root = Path(release_dir)
-    identity = release_identity(root)
-    manifest = read_manifest(root)
-    cards = reference_cards(root)
+    release = Release.open(release_dir)
+    root = release.root
+    identity = release.identity
     if datasets is None:
-        sets = load_frozen_sets(root, verify=True)
+        sets = release.load_sets()
     else:
-        sets = [s for d in sorted(set(datasets)) for s in load_frozen_sets(root, verify=True, dataset=d)]
+        sets = [s for d in sorted(set(datasets)) for s in release.load_sets(dataset=d)]
     if not sets:
         raise UserError(f"{root}: no frozen sets for datasets {datasets}")
     names = sorted({s.dataset for s in sets})
-    num_classes = {}
-    for dataset in names:
-        from_cards = {int(c["config"]["out_channels"]) for c in cards.get(dataset, {}).values()}
-        if len(from_cards) != 1:
-            raise UserError(f"{root}: reference cards of {dataset} disagree on out_channels {sorted(from_cards)}")
-        num_classes[dataset] = from_cards.pop()
-    reference_acc = {d: max(float(c["metrics"]["test_acc"]) for c in cards[d].values()) for d in names}
+    num_classes = {d: release.dims[d].num_classes for d in names}
+    reference_acc = {d: release.reference_best(d)[0] for d in names}
     labels = _unit_labels(sets)
     class_counts = {d: [Counter(labels[d])[c] for c in range(num_classes[d])] for d in names}
     # Ties go to the lowest class id, as argmax does.
@@ -149,7 +146,7 @@ def compute_panel(release_dir: str | os.PathLike, datasets: list[str] | None = N
 
     # Reference panel: originals are shared by the sets of a dataset, so each checkpoint scores
     # only its own sets, through an evaluator of those sets.
-    checkpoint_of = {s["key"]: s["checkpoint"] for s in manifest["sets"]}
+    checkpoint_of = {s["key"]: s["checkpoint"] for s in release.sets}
     by_checkpoint: dict[str, list] = {}
     for frozen in sets:
         by_checkpoint.setdefault(checkpoint_of[frozen.key], []).append(frozen)

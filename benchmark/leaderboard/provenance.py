@@ -31,7 +31,7 @@ _FACT_TOLERANCE = 1e-6
 def provenance_problems(result: dict, source: str, submissions_dir: str | os.PathLike) -> list[str]:
     """Why ``result`` (a parsed results file named ``source``) may not rank; empty when it may."""
     from benchmark.errors import UserError
-    from benchmark.submissions import SUBMISSION_FILE, read_submission
+    from benchmark.submission_card import SUBMISSION_FILE, read_submission
 
     problems = []
     rel = result.get("release", {})

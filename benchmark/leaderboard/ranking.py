@@ -24,11 +24,6 @@ from benchmark.metrics import FLOOR_TOLERANCE as _FLOOR_TOLERANCE
 SCORE_NAMES = ("clean_acc", "metamer_acc", "near_acc", "far_acc", "transfer", "invariance_consistency",
                "ic_spearman")
 PRIMARY = "invariance_consistency"
-TIERS = ("self-reported", "re-run")
-_TOP_KEYS = ("entry", "submission", "release", "evaluator_version", "sets", "aggregate", "clean_acc_by_dataset",
-             "accuracy_floor", "cross_architecture")
-_SUBMISSION_KEYS = ("name", "authors", "architecture", "num_parameters", "seeds", "tier")
-_RELEASE_KEYS = ("name", "version", "manifest_sha256")
 _INTERVAL_KEYS = ("mean", "std", "ci_low", "ci_high")
 
 
@@ -181,63 +176,34 @@ def _interval(value: object, source: str, where: str, primary: bool) -> Interval
 
 
 def parse_result(data: object, source: str) -> Row:
-    """Validate one results JSON object (the evaluator's output shape) and turn it into a ``Row``.
+    """Validate one results JSON object and turn it into a ``Row``.
 
-    Raises :class:`UserError` naming ``source`` and the key for a missing or mistyped field, and
-    :class:`IntegrityError` when the recorded accuracy-floor verdict contradicts its numbers.
+    The evaluator's JSON Schema (``benchmark/schemas/result.schema.json``, the contract its writer
+    checks too) is the validation: every required key, type, range, enum and pattern, and a
+    prediction-only entry being self-reported. What a schema cannot say is checked here, by
+    arithmetic: the primary score (IC) is defined and its mean lies in its CI, the accuracy floor is
+    not empty and covers datasets with a clean accuracy, and each floor verdict agrees with its
+    numbers (an edited verdict cannot rank).
+
+    Raises :class:`UserError` naming ``source`` and the field path, and :class:`IntegrityError` when
+    the recorded accuracy-floor verdict contradicts its numbers.
     """
-    if not isinstance(data, dict):
-        raise _fail(source, f"a results file must hold a JSON object, got {type(data).__name__}")
-    # The evaluator's own schema first (one contract for writer and reader), then what a schema
-    # cannot say: the floor verdict agrees with its numbers, IC's mean lies in its CI.
     from benchmark.schemas import load_schema, raise_problems, schema_problems
 
     raise_problems(schema_problems(data, load_schema("result"), "results"), f"{source}: not a valid results file")
-    _require(data, _TOP_KEYS, source, "results")
-    sub = _object(data, "submission", source)
-    _require(sub, _SUBMISSION_KEYS, source, "submission")
-    rel = _object(data, "release", source)
-    _require(rel, _RELEASE_KEYS, source, "release")
-    for key in _RELEASE_KEYS:
-        if not isinstance(rel[key], str) or not rel[key]:
-            raise _fail(source, f"release.{key} must be a non-empty string, got {rel[key]!r}")
-    if sub["tier"] not in TIERS:
-        raise _fail(source, f"submission.tier is {sub['tier']!r}; valid tiers: {', '.join(TIERS)}")
-    prediction_only = data.get("prediction_only") is True
-    if prediction_only and sub["tier"] != "self-reported":  # the schema says so too; a board never shows it re-run
-        raise IntegrityError(f"{source}: submission.tier is {sub['tier']!r} but prediction_only is true; a "
-                             "prediction-only entry is self-reported (nothing was re-run)")
-    if not isinstance(data["entry"], str) or not data["entry"]:
-        raise _fail(source, f"entry must be a non-empty string, got {data['entry']!r}")
-    seeds = sub["seeds"]
-    n_seeds = len(seeds) if isinstance(seeds, list) else seeds
-    if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
-        raise _fail(source, f"submission.seeds must be a list of seeds or a positive count, got {seeds!r}")
-    params = sub["num_parameters"]
-    if isinstance(params, bool) or not isinstance(params, int) or params < 0:
-        raise _fail(source, f"submission.num_parameters must be a non-negative integer, got {params!r}")
-    aggregate = _object(data, "aggregate", source)
-    missing = [s for s in SCORE_NAMES if s not in aggregate]
-    if missing:
-        raise _fail(source, f"aggregate lacks score(s) {missing}; required: {list(SCORE_NAMES)}")
-    scores = {s: _interval(aggregate[s], source, f"aggregate.{s}", primary=s == PRIMARY) for s in SCORE_NAMES}
-    clean = _object(data, "clean_acc_by_dataset", source)
-    clean = {d: _number(v, source, f"clean_acc_by_dataset.{d}") for d, v in clean.items()}
-    floor = _object(data, "accuracy_floor", source)
+    sub, rel, aggregate = data["submission"], data["release"], data["aggregate"]
+    scores = {s: Interval(*(aggregate[s][k] for k in _INTERVAL_KEYS)) for s in SCORE_NAMES}
+    _interval(aggregate[PRIMARY], source, f"aggregate.{PRIMARY}", primary=True)  # defined, mean inside its CI
+    clean = data["clean_acc_by_dataset"]
+    floor = data["accuracy_floor"]
     if not floor:
         raise _fail(source, "accuracy_floor is empty: without it the entry cannot be gated (DESIGN 5)")
     checked: dict[str, dict] = {}
     for dataset, verdict in sorted(floor.items()):
         where = f"accuracy_floor.{dataset}"
-        if not isinstance(verdict, dict):
-            raise _fail(source, f"{where} must be an object with reference_best, threshold, passed")
-        _require(verdict, ("reference_best", "threshold", "passed"), source, where)
         if dataset not in clean:
             raise _fail(source, f"{where} has no clean_acc_by_dataset.{dataset} to compare with")
-        best = _number(verdict["reference_best"], source, f"{where}.reference_best")
-        threshold = _number(verdict["threshold"], source, f"{where}.threshold")
-        if not isinstance(verdict["passed"], bool):
-            raise _fail(source, f"{where}.passed must be true or false, got {verdict['passed']!r}")
+        best, threshold = verdict["reference_best"], verdict["threshold"]
         # The leaderboard re-derives the gate from the numbers, so an edited verdict cannot rank.
         if abs(threshold - FLOOR_FRACTION * best) > _FLOOR_TOLERANCE:
             raise IntegrityError(f"{source}: {where}.threshold {threshold} is not {FLOOR_FRACTION} x "
@@ -246,31 +212,30 @@ def parse_result(data: object, source: str) -> Row:
         if passed != verdict["passed"]:
             raise IntegrityError(f"{source}: {where}.passed is {verdict['passed']} but clean accuracy "
                                  f"{clean[dataset]} vs threshold {threshold} says {passed}")
-        checked[dataset] = {"reference_best": best, "threshold": threshold, "passed": passed}
-    cross = data["cross_architecture"]
-    if not isinstance(cross, list):
-        raise _fail(source, "cross_architecture must be a list")
-    cells = []
-    for i, cell in enumerate(cross):
-        where = f"cross_architecture[{i}]"
-        if not isinstance(cell, dict):
-            raise _fail(source, f"{where} must be an object")
-        _require(cell, ("dataset", "kind", "reference_model", "metamer_acc", "transfer"), source, where)
-        cells.append({"dataset": str(cell["dataset"]), "kind": str(cell["kind"]),
-                      "reference_model": str(cell["reference_model"]),
-                      "metamer_acc": _number(cell["metamer_acc"], source, f"{where}.metamer_acc", optional=True),
-                      "transfer": _number(cell["transfer"], source, f"{where}.transfer", optional=True)})
-    cells.sort(key=lambda c: (c["dataset"], c["kind"], c["reference_model"]))
-    sets = parse_sets(data["sets"], source)
-    authors = sub["authors"] if isinstance(sub["authors"], list) else [sub["authors"]]
-    return Row(entry=data["entry"], name=str(sub["name"]), authors=[str(a) for a in authors],
-               architecture=str(sub["architecture"]), num_parameters=params, seeds=n_seeds, tier=sub["tier"],
-               evaluator_version=str(data["evaluator_version"]),
-               release=ReleaseKey(rel["name"], rel["version"], rel["manifest_sha256"]), scores=scores,
-               clean_acc_by_dataset=dict(sorted(clean.items())), accuracy_floor=checked,
+        checked[dataset] = {"reference_best": float(best), "threshold": float(threshold), "passed": passed}
+    cells = sorted(({"dataset": c["dataset"], "kind": c["kind"], "reference_model": c["reference_model"],
+                     "metamer_acc": _optional_float(c["metamer_acc"]), "transfer": _optional_float(c["transfer"])}
+                    for c in data["cross_architecture"]),
+                   key=lambda c: (c["dataset"], c["kind"], c["reference_model"]))
+    sets = sorted(({"key": s["key"], "dataset": s["dataset"], "reference_model": s["reference_model"],
+                    "kind": s["kind"], "layer": s["layer"],
+                    "scores": {name: _optional_float(v["mean"]) for name, v in sorted(s["scores"].items())}}
+                   for s in data["sets"]), key=lambda s: s["key"])
+    return Row(entry=data["entry"], name=sub["name"], authors=list(sub["authors"]),
+               architecture=sub["architecture"], num_parameters=sub["num_parameters"], seeds=len(sub["seeds"]),
+               tier=sub["tier"], evaluator_version=data["evaluator_version"],
+               release=ReleaseKey(rel["name"], rel["version"], rel["manifest_sha256"]),
+               scores={name: Interval(*(_optional_float(v) for v in (i.mean, i.std, i.ci_low, i.ci_high)))
+                       for name, i in scores.items()},
+               clean_acc_by_dataset={d: float(v) for d, v in sorted(clean.items())}, accuracy_floor=checked,
                cross_architecture=cells, source=source, sets=sets,
                code_url=sub.get("code_url") or None, paper_url=sub.get("paper_url") or None,
-               prediction_only=prediction_only)
+               prediction_only=data.get("prediction_only") is True)
+
+
+def _optional_float(value: float | int | None) -> float | None:
+    """A schema-checked number (or null) as the float the views compute with."""
+    return None if value is None else float(value)
 
 
 def parse_sets(sets: object, source: str) -> list[dict]:

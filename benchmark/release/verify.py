@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 from benchmark.checkpoints import load_checkpoint
 from benchmark.errors import UserError
 from benchmark.release.card import read_card
-from benchmark.release.loader import load_frozen_sets, resolve_release
-from benchmark.release.manifest import check_files, read_manifest, release_files, MANIFEST_NAME
+from benchmark.release.locate import resolve_release
+from benchmark.release.manifest import check_files, release_files, MANIFEST_NAME
+from benchmark.release.opened import Release, VerificationMode
 
 # A recomputed validity decision may flip only where the Pearson r sits within float noise of the
 # threshold; more than this share of flipped target nodes (or graphs) fails the set.
@@ -213,10 +214,13 @@ def verify_release(release: str | os.PathLike | None = None, progress: bool = Tr
     root = resolve_release(release)
     report = VerifyReport()
     try:
-        manifest = read_manifest(root)
+        # Opened once, without its own checks: the hash check below lists every bad file instead of
+        # stopping at the first, and each set is loaded through this one object.
+        release = Release.open(root, VerificationMode.NO_CHECKS)
     except UserError as err:
         report.problems.append(str(err))
         return report
+    manifest = release.manifest
     report.problems += check_files(root, manifest)
     unlisted = sorted(set(release_files(root)) - set(manifest["files"]))
     report.problems += [f"{rel}: present but not listed in {MANIFEST_NAME}" for rel in unlisted]
@@ -237,9 +241,8 @@ def verify_release(release: str | os.PathLike | None = None, progress: bool = Tr
             report.problems.append(f"{entry['key']}: not recomputed (its files failed the hash check)")
             continue
         try:
-            (frozen_set,) = load_frozen_sets(root, verify=False, dataset=entry["dataset"],
-                                             reference_model=entry["reference_model"], kind=entry["kind"],
-                                             layer=entry["layer"])
+            (frozen_set,) = release.load_sets(entry["dataset"], entry["reference_model"], entry["kind"],
+                                              entry["layer"])
             if entry["dataset"] in expected:
                 _check_set_data(frozen_set, expected[entry["dataset"]], report)
             if ckpt not in models:
