@@ -185,6 +185,7 @@ TINY_V2 = {
     "datasets": {"Cora": {"models": ["gcn3r"], "kinds": ["continuous", "structure"]},
                  "MUTAG": {"models": ["gin"], "kinds": ["feature"]}},
     "graph_tasks": {"validity": "distance", "metamer_options": {"graph_match": "readout"}},
+    "reverse": {"datasets": ["Cora"], "kinds": ["continuous"], "seeds": [0]},
 }
 
 
@@ -212,6 +213,7 @@ def test_a_v2_build_has_stages_references_and_verdicts(built_v2):
     assert all(s["reference"] == {"name": "gcn3r", "arch": "gcn", "seed": 1000} for s in cora)
     assert all(isinstance(s["ranked"], bool) for s in sets)
     assert manifest["generator"]["config"]["reference_seeds"] == [1000]
+    assert manifest["generator"]["config"]["reverse"] == {"datasets": ["Cora"], "kinds": ["continuous"], "seeds": [0]}
     assert manifest["datasets"]["Cora"] == {"task": "node", "num_features": 1433, "num_classes": 7, "test_units": 1000,
                                             "split": "public"}
     assert manifest["datasets"]["MUTAG"]["test_units"] == 20
@@ -250,6 +252,10 @@ def test_v2_config_errors_name_what_is_valid():
         ReleaseConfig(**{**TINY_V2, "stages": ["middle"]}).check()
     with pytest.raises(UserError, match="must be a mapping with an 'arch'"):
         ReleaseConfig(**{**TINY_V2, "references": {"deep": {"num_layers": 4}}}).check()
+    with pytest.raises(UserError, match=r"reverse must be a mapping with exactly the keys \['datasets', 'kinds', 'seeds'\]"):
+        ReleaseConfig(**{**TINY_V2, "reverse": {"datasets": ["Cora"]}}).check()
+    with pytest.raises(UserError, match="unknown reverse dataset 'Photo'; valid datasets of the release: Cora, MUTAG"):
+        ReleaseConfig(**{**TINY_V2, "reverse": {"datasets": ["Photo"], "kinds": ["continuous"], "seeds": [0]}}).check()
     with pytest.raises(UserError, match=r"graph_tasks: unknown key\(s\) \['seeds'\]; valid: \['validity'"):
         ReleaseConfig(**{**TINY_V2, "graph_tasks": {"seeds": [1]}}).check()
     with pytest.raises(UserError, match="unknown graph_tasks.validity 'cosine'; valid validity criteria: centred, distance"):

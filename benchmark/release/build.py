@@ -44,10 +44,15 @@ CONTENT_KEYS = frozenset({"seeds", "train_seed", "metamer_options", "train_optio
 STAGES = ("early", "late", "logits")
 # Fields added after release v1: written into the manifest only when set, so v1's bytes stay.
 _V2_FIELDS = {"protocol": "v1", "validity": "centred", "validity_quantile": 0.99, "reference_seeds": [],
-              "reference_seeds_by_kind": {}, "references": {}, "stages": [], "graph_tasks": {}}
+              "reference_seeds_by_kind": {}, "references": {}, "stages": [], "graph_tasks": {}, "reverse": {}}
 # What ``graph_tasks`` may override for graph-classification datasets (validity criterion and
 # engine options); it changes graph sets only, so it is checked against finished graph sets only.
 GRAPH_TASK_KEYS = ("validity", "validity_quantile", "metamer_options")
+# The reverse direction's protocol (scores v2, DESIGN 4): on which datasets and kinds, with which
+# metamer seeds, the evaluator generates metamers of a submitted model (at each of its stages, with
+# the release's engine options) for the release's reference panel to judge. Stated in the manifest
+# (``generator.config.reverse``), so every evaluation of the release uses the same protocol.
+REVERSE_KEYS = ("datasets", "kinds", "seeds")
 # Fields a release may pin per architecture; the rest come from the dataset and the task.
 _PINNABLE = frozenset(f.name for f in fields(ModelConfig)) - {"arch", *DATASET_FIELDS}
 
@@ -87,6 +92,8 @@ class ReleaseConfig:
     # ``metamer_options`` (e.g. a distance criterion where a 2-class task's logits make Pearson r
     # degenerate, and metamers that match the model's readout; docs/validity_v2.md).
     graph_tasks: dict = field(default_factory=dict)
+    # {"datasets": [...], "kinds": [...], "seeds": [...]}: see REVERSE_KEYS; {}: no reverse direction.
+    reverse: dict = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> ReleaseConfig:
@@ -146,6 +153,19 @@ class ReleaseConfig:
         if not isinstance(self.graph_tasks.get("metamer_options", {}), dict):
             raise UserError(f"graph_tasks.metamer_options must be a mapping of metamer options, "
                             f"got {self.graph_tasks['metamer_options']!r}")
+        if self.reverse:
+            if not isinstance(self.reverse, dict) or sorted(self.reverse) != sorted(REVERSE_KEYS):
+                raise UserError(f"reverse must be a mapping with exactly the keys {list(REVERSE_KEYS)}, got {self.reverse!r}")
+            for name in self.reverse["datasets"]:
+                if name not in self.datasets:
+                    raise unknown_choice("reverse dataset", name, self.datasets, "datasets of the release")
+            for kind in self.reverse["kinds"]:
+                if kind not in KINDS:
+                    raise unknown_choice("reverse kind", kind, KINDS)
+            seeds = self.reverse["seeds"]
+            if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                                    for s in seeds):
+                raise UserError(f"reverse.seeds must be a non-empty list of integers, got {seeds!r}")
         for stage in self.stages:
             if stage not in STAGES:
                 raise unknown_choice("stage", stage, STAGES)
