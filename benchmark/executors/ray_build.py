@@ -195,6 +195,7 @@ def build_with_ray(builder: ReleaseBuilder, request: TaskRequest = TaskRequest()
         base_refs = {name: ray.put(builder.base_path(name).read_bytes()) for name in memory}
         checkpoint_refs: dict[str, object] = {}
         in_flight: dict[object, tuple[str, Unit, int]] = {}  # ref -> (what, unit, attempt)
+        submitted: dict[object, float] = {}  # ref -> when it was submitted (for the overhead figures)
         training: set[str] = set()
         started = 0
         failure: tuple[Unit, BaseException] | None = None
@@ -211,6 +212,7 @@ def build_with_ray(builder: ReleaseBuilder, request: TaskRequest = TaskRequest()
                 ref = remote_unit.options(**options(unit, unit.state_key)).remote(
                     builder.config, unit, checkpoint_refs[checkpoint_key(unit)], base_refs[unit.dataset], request.cpus)
             in_flight[ref] = (what, unit, attempt)
+            submitted[ref] = time.perf_counter()
             say(f"{'retry' if attempt > 1 else 'start'} {checkpoint_key(unit) if what == 'train' else unit.state_key}"
                 + (f" (attempt {attempt})" if attempt > 1 else ""))
 
@@ -239,6 +241,7 @@ def build_with_ray(builder: ReleaseBuilder, request: TaskRequest = TaskRequest()
                 break
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             what, unit, attempt = in_flight.pop(ready[0])
+            since = submitted.pop(ready[0])
             try:
                 out = ray.get(ready[0])
             except Exception as err:  # noqa: BLE001 - sorted into retry / give up below
@@ -264,7 +267,9 @@ def build_with_ray(builder: ReleaseBuilder, request: TaskRequest = TaskRequest()
                 if sha256_bytes(out["data"]) != out["sha256"]:
                     raise UserError(f"{unit.state_key}: the shard's bytes changed between the worker and the "
                                     "driver (SHA-256 differs); nothing was written")
+                # round_trip_s - task_s: what Ray adds to a unit (arguments, scheduling, result), docs/ray.md
                 info = {**out["info"], "attempts": attempt, "task_s": out["task_s"], "peak_rss_mb": out["peak_rss_mb"],
+                        "round_trip_s": round(time.perf_counter() - since, 3), "threads": max(1, int(request.cpus)),
                         "executor": "ray"}
                 builder.record_unit(unit, out["data"], info)
                 say(f"done {unit.state_key} ({out['task_s']:.1f} s)")

@@ -14,6 +14,14 @@ an interrupted build re-run redoes nothing finished. Timing (per step, the total
 it was measured on) lives only in the state, never in a hashed file, so a rebuild on the same
 machine and library versions gives byte-identical shards, checkpoints, README.md and MANIFEST.json:
 the manifest's hash is the release's identity.
+
+The work of a unit is two pure functions, :func:`train_reference` (a checkpoint) and
+:func:`unit_shard` (a shard's bytes), so another executor can run them elsewhere and hand back the
+bytes: ``--executor ray`` (:mod:`benchmark.executors.ray_build`) writes them with
+:meth:`ReleaseBuilder.record_checkpoint` / :meth:`ReleaseBuilder.record_unit` and assembles card
+and manifest with :meth:`ReleaseBuilder.complete`. The bytes depend on torch's thread count (float
+reductions split by thread): the same build with another ``torch.get_num_threads()`` can give
+other weights and shards.
 """
 from __future__ import annotations
 
