@@ -9,13 +9,14 @@ Issue 15, docs/ray.md. In one run, each build into a fresh folder under ``--work
    thread per unit). Checks that Ray's files are byte-identical to the one-thread build's.
 3. With ``--v2``: a real slice of release v2 (``scripts/release_v2.yaml``: Cora, GCN, reference
    seed 1000, the feature kind at the early and logits stages: 1 checkpoint, 2 units), in process
-   (default threads) and on Ray, and whether its shards equal the committed ``data_cards/v2`` ones.
+   (default threads, and one thread) and on Ray, whether Ray's files equal the one-thread build's,
+   and whether the shards equal the committed ``data_cards/v2`` ones.
 
 Prints every time and the ratios, and writes them as JSON (``--out``). Datasets are loaded once
 before timing (their cache is warm for both executors; Ray's workers still load them themselves,
 which counts against Ray). Usage::
 
-    python scripts/bench_ray.py --v2 --out docs/figures/bench_ray.json
+    python scripts/bench_ray.py --v2 --out docs/figures/bench_ray.json   # about 8 minutes here
 """
 from __future__ import annotations
 
@@ -132,11 +133,16 @@ def main() -> None:
             out["v2_local_default_threads_s"] = round(local_build(config, work / "v2-local" / "v2", None), 2)
             steps = read_json(work / "v2-local" / "v2" / ".build" / "state.json")["steps"]
             out["v2_local_steps_s"] = {k: v.get("wall_s") for k, v in steps.items() if not k.startswith("base/")}
+            out["v2_local_1_thread_s"] = round(local_build(config, work / "v2-local1" / "v2", 1), 2)
+            steps = read_json(work / "v2-local1" / "v2" / ".build" / "state.json")["steps"]
+            out["v2_local_1_thread_steps_s"] = {k: v.get("wall_s") for k, v in steps.items()
+                                                if not k.startswith("base/")}
             wall, facts = ray_build(config, work / "v2-ray" / "v2")
             out["v2_ray_2_workers_s"] = round(wall, 2)
             out["v2_ray"] = facts
+            out["v2_ray_equals_local_1_thread"] = files(work / "v2-ray" / "v2") == files(work / "v2-local1" / "v2")
             committed = REPO / "data_cards" / "v2"
-            for label in ("v2-local", "v2-ray"):
+            for label in ("v2-local", "v2-local1", "v2-ray"):
                 ours = work / label / "v2"
                 out[f"{label}_shards_equal_committed"] = {
                     str(p.relative_to(ours)): p.read_bytes() == (committed / p.relative_to(ours)).read_bytes()
@@ -152,6 +158,7 @@ def main() -> None:
     if args.v2:
         ratios["v2 slice: ray(2 workers) / local(default threads)"] = (out["v2_ray_2_workers_s"]
                                                                        / out["v2_local_default_threads_s"])
+        ratios["v2 slice: ray(2 workers) / local(1 thread)"] = out["v2_ray_2_workers_s"] / out["v2_local_1_thread_s"]
     out["ratios"] = {k: round(v, 3) for k, v in ratios.items()}
     for key, value in out.items():
         print(f"{key}: {value}")

@@ -251,3 +251,16 @@ def test_without_ray_the_executor_says_how_to_install_it(monkeypatch, capsys, tm
     assert main(["evaluate", "submissions/sgc-baseline", "--executor", "ray"]) == 2
     err = capsys.readouterr().err
     assert 'pip install -e ".[ray]"' in err and "leave out --executor" in err
+
+
+def test_memory_requests_cover_the_peaks_measured_here():
+    """docs/figures/bench_arxiv_unit.json and bench_ray.json: a request below a measured peak would let
+    Ray pack more units on a node than fit in its memory."""
+    from benchmark.executors.ray_build import unit_memory
+
+    arxiv = {r["what"]: r for r in read_json(REPO / "docs" / "figures" / "bench_arxiv_unit.json")["rows"]}
+    n, f, e = 169_343, 128, 2 * 1_166_243
+    assert unit_memory("continuous", n, f, e, 5.0) >= arxiv["continuous"]["peak_rss_mb"] * 2**20
+    assert unit_memory("structure", n, f, e, 1.0) >= arxiv["structure"]["peak_rss_mb"] * 2**20
+    cora = read_json(REPO / "docs" / "figures" / "bench_ray.json")["v2_ray"]["peak_rss_mb"]
+    assert unit_memory("feature", 2708, 1433, 10556, 5.0) >= max(cora) * 2**20

@@ -49,12 +49,14 @@ from benchmark.release.build import (
     unit_shard,
 )
 
-# Per-task memory estimate (bytes): a worker with torch, PyG and a dataset loaded, plus what the
-# metamer engine keeps per feature value and per edge. Calibrated on this machine's measured peak
-# resident sets (docs/ray.md, "Memory per unit"), rounded up.
+# Per-task memory estimate (bytes): a worker with torch, PyG and its dataset loaded (measured
+# 590-610 MB), plus what the metamer engine keeps per feature value (measured 57-77 B: Cora's
+# feature unit, an ogbn-arxiv-sized continuous unit) and, for structure units, per edge and
+# candidate edge (measured 965 B on the arxiv-sized graph). Rounded up; docs/ray.md, "Memory per unit".
 WORKER_BYTES = 1 << 30
-BYTES_PER_FEATURE_VALUE = 64
-BYTES_PER_EDGE = 2048
+BYTES_PER_FEATURE_VALUE = 96
+BYTES_PER_EDGE = 256
+BYTES_PER_CANDIDATE_EDGE = 1200
 MAX_ATTEMPTS = 3
 
 
@@ -90,9 +92,16 @@ def dataset_size(dataset) -> tuple[int, int, int]:
             sum(int(g.edge_index.size(1)) for g in graphs))
 
 
-def unit_memory(nodes: int, features: int, edges: int) -> int:
-    """Memory request of one unit (bytes) for a graph of that size; see the constants above."""
-    return WORKER_BYTES + BYTES_PER_FEATURE_VALUE * nodes * features + BYTES_PER_EDGE * edges
+def unit_memory(kind: str, nodes: int, features: int, edges: int, candidate_ratio: float) -> int:
+    """Memory request of one unit (bytes) of ``kind`` on a graph of that size; see the constants above.
+
+    ``edges``: directed edges (PyG's ``edge_index`` columns); a structure unit optimises over the
+    edges and ``candidate_ratio`` sampled non-edges per edge.
+    """
+    values = BYTES_PER_FEATURE_VALUE * nodes * features
+    if kind == "structure":
+        return WORKER_BYTES + values // 4 + int(BYTES_PER_CANDIDATE_EDGE * edges * (1 + candidate_ratio))
+    return WORKER_BYTES + values + BYTES_PER_EDGE * edges
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,14 +194,18 @@ def build_with_ray(builder: ReleaseBuilder, request: TaskRequest = TaskRequest()
     start = time.perf_counter()
     builder.write_bases()  # in the driver: small, and every unit task needs the bytes
     queue = builder.pending()
-    memory = {name: request.memory or unit_memory(*dataset_size(builder.dataset(name)))
-              for name in {u.dataset for u in queue}}
+    from benchmark.metamers.options import MetamerOptions
+
+    ratio = float(builder.config.metamer_options.get("candidate_ratio", MetamerOptions.candidate_ratio))
+    # Per (dataset, kind); a checkpoint's training asks for its dataset's feature-kind figure.
+    memory = {(u.dataset, kind): request.memory or unit_memory(kind, *dataset_size(builder.dataset(u.dataset)), ratio)
+              for u in queue for kind in (u.kind, "feature")}
     with ray_session(address, num_cpus) as ray:
-        for name, need in memory.items():
-            check_request(ray, request.cpus, request.gpus, need, f"unit of {name}")
+        for (name, kind), need in memory.items():
+            check_request(ray, request.cpus, request.gpus, need, f"{kind} unit of {name}")
         window = slots(ray, request.cpus, request.gpus)
         remote_train, remote_unit = ray.remote(train_task), ray.remote(unit_task)
-        base_refs = {name: ray.put(builder.base_path(name).read_bytes()) for name in memory}
+        base_refs = {name: ray.put(builder.base_path(name).read_bytes()) for name in {u.dataset for u in queue}}
         checkpoint_refs: dict[str, object] = {}
         in_flight: dict[object, tuple[str, Unit, int]] = {}  # ref -> (what, unit, attempt)
         submitted: dict[object, float] = {}  # ref -> when it was submitted (for the overhead figures)
@@ -200,16 +213,16 @@ def build_with_ray(builder: ReleaseBuilder, request: TaskRequest = TaskRequest()
         started = 0
         failure: tuple[Unit, BaseException] | None = None
 
-        def options(unit: Unit, name: str) -> dict:
-            return {"num_cpus": request.cpus, "num_gpus": request.gpus, "memory": memory[unit.dataset],
+        def options(unit: Unit, name: str, kind: str) -> dict:
+            return {"num_cpus": request.cpus, "num_gpus": request.gpus, "memory": memory[(unit.dataset, kind)],
                     "max_retries": 0, "name": name}
 
         def submit(what: str, unit: Unit, attempt: int) -> None:
             if what == "train":
-                ref = remote_train.options(**options(unit, checkpoint_key(unit))).remote(
+                ref = remote_train.options(**options(unit, checkpoint_key(unit), "feature")).remote(
                     builder.config, unit, request.device, request.cpus)
             else:
-                ref = remote_unit.options(**options(unit, unit.state_key)).remote(
+                ref = remote_unit.options(**options(unit, unit.state_key, unit.kind)).remote(
                     builder.config, unit, checkpoint_refs[checkpoint_key(unit)], base_refs[unit.dataset], request.cpus)
             in_flight[ref] = (what, unit, attempt)
             submitted[ref] = time.perf_counter()
