@@ -18,7 +18,7 @@ gat and gcn4r, two reference seeds (one for the continuous kind, as v2), the con
 structure kinds (arxiv's features are dense: v2's binary feature kind does not apply), stages
 early/late/logits. Units are placed in build order on the first node with a free CPU and enough
 memory, after their reference's training, as ``--executor ray`` does; a node runs as many units
-as its CPUs and memory allow. Prints the unit list, memory per unit and the wall time for each
+as its CPUs and the memory requests (``unit_memory``, what Ray packs by) allow. Prints the unit list, memory per unit and the wall time for each
 cluster shape at the median and the slowest measured step counts; ``--out`` writes JSON.
 
     python scripts/simulate_ray_release.py --out docs/figures/simulate_ray_release.json
@@ -51,6 +51,14 @@ def measured_v2() -> dict:
     return {"iterations": iterations, "epochs": epochs}
 
 
+def request_gb(kind: str, row: dict) -> float:
+    """What ``--executor ray`` asks Ray for (benchmark.executors.ray_build.unit_memory): Ray packs by it."""
+    from benchmark.executors.ray_build import unit_memory
+
+    kind = "feature" if kind == "train" else kind
+    return unit_memory(kind, row["nodes"], row["features"], 2 * row["edges"], V2_CANDIDATE_RATIO) / 2**30
+
+
 def units(figures: dict, v2: dict, which: str) -> list[dict]:
     rows = {r["what"]: r for r in figures["rows"]}
     pick = statistics.median if which == "median" else max
@@ -60,7 +68,7 @@ def units(figures: dict, v2: dict, which: str) -> list[dict]:
             train = rows["train"]
             out.append({"name": f"checkpoint/arxiv/{arch}-s{seed}", "kind": "train", "ref": f"{arch}-s{seed}",
                         "s": pick(v2["epochs"]) * train["step_s"] * ARCH_COST[arch],
-                        "mem_gb": train["peak_rss_mb"] / 1024})
+                        "mem_gb": train["peak_rss_mb"] / 1024, "req_gb": request_gb("train", train)})
         for kind in ("continuous", "structure"):
             row = rows[kind]
             step, peak = row["step_s"], row["peak_rss_mb"]
@@ -72,7 +80,8 @@ def units(figures: dict, v2: dict, which: str) -> list[dict]:
             for seed in SEEDS[kind]:
                 for stage in range(STAGES[arch]):
                     out.append({"name": f"set/arxiv/{arch}-s{seed}/{kind}/stage{stage + 1}", "kind": kind,
-                                "ref": f"{arch}-s{seed}", "s": its * step * ARCH_COST[arch], "mem_gb": peak / 1024})
+                                "ref": f"{arch}-s{seed}", "s": its * step * ARCH_COST[arch], "mem_gb": peak / 1024,
+                                "req_gb": request_gb(kind, row)})
     return out
 
 
@@ -82,7 +91,7 @@ def simulate(work: list[dict], nodes: int, cpus: int, mem_gb: float, overhead_s:
     done_refs: dict[str, float] = {}
     running: list[tuple[float, int, dict]] = []  # (end, node, unit)
     now, queue = 0.0, list(work)
-    if any(u["mem_gb"] > mem_gb for u in work):
+    if any(u["req_gb"] > mem_gb for u in work):
         return float("inf")
     while queue or running:
         placed = True
@@ -91,18 +100,18 @@ def simulate(work: list[dict], nodes: int, cpus: int, mem_gb: float, overhead_s:
             for u in list(queue):
                 if u["kind"] != "train" and done_refs.get(u["ref"], float("inf")) > now:
                     continue
-                node = next((n for n in range(nodes) if free_cpu[n] >= 1 and free_mem[n] >= u["mem_gb"]), None)
+                node = next((n for n in range(nodes) if free_cpu[n] >= 1 and free_mem[n] >= u["req_gb"]), None)
                 if node is None:
                     break
                 free_cpu[node] -= 1
-                free_mem[node] -= u["mem_gb"]
+                free_mem[node] -= u["req_gb"]
                 heapq.heappush(running, (now + u["s"] + overhead_s, node, id(u), u))
                 queue.remove(u)
                 placed = True
         end, node, _, u = heapq.heappop(running)
         now = end
         free_cpu[node] += 1
-        free_mem[node] += u["mem_gb"]
+        free_mem[node] += u["req_gb"]
         if u["kind"] == "train":
             done_refs[u["ref"]] = now
     return now
@@ -118,9 +127,12 @@ def main() -> None:
     bench = json.loads(args.ray.read_text())
     overhead = max(bench["tiny_ray"]["overhead_per_unit_s_max"], bench.get("v2_ray", {}).get("overhead_per_unit_s_max", 0))
     v2 = measured_v2()
-    shapes = {"1 node like this one (2 CPU, 24 GB)": (1, 2, 24.0),
-              "16 nodes like this one (2 CPU, 24 GB each)": (16, 2, 24.0),
-              "16 nodes of 16 CPU, 64 GB": (16, 16, 64.0)}
+    # Ray schedules by its `memory` resource: a node's available memory less the object store (30%
+    # of it by default). Here: 24.1e9 bytes available, 16.9e9 of them `memory` by default (measured,
+    # ray.cluster_resources()); `ray start --object-store-memory 2000000000` leaves about 20.5 GiB.
+    shapes = {"1 node like this one (2 CPU, 24 GB; --object-store-memory 2e9: 20.5 GiB for tasks)": (1, 2, 20.5),
+              "16 nodes like this one (same)": (16, 2, 20.5),
+              "16 nodes of 16 CPU, 64 GB (Ray's default: 41.7 GiB for tasks)": (16, 16, 41.7)}
     out: dict = {"overhead_per_unit_s": overhead, "v2_iterations": {k: {"median": statistics.median(v), "max": max(v), "n": len(v)}
                                                                     for k, v in v2["iterations"].items()},
                  "v2_epochs": {"median": statistics.median(v2["epochs"]), "max": max(v2["epochs"])}, "cases": {}}
@@ -129,15 +141,17 @@ def main() -> None:
         case = {"units": len([u for u in work if u["kind"] != "train"]), "checkpoints": len([u for u in work if u["kind"] == "train"]),
                 "cpu_hours": round(sum(u["s"] + overhead for u in work) / 3600, 1),
                 "longest_unit_h": round(max(u["s"] for u in work) / 3600, 2),
-                "memory_gb_by_kind": {k: round(max(u["mem_gb"] for u in work if u["kind"] == k), 2)
-                                      for k in ("train", "continuous", "structure")},
+                "peak_gb_by_kind": {k: round(max(u["mem_gb"] for u in work if u["kind"] == k), 2)
+                                    for k in ("train", "continuous", "structure")},
+                "request_gb_by_kind": {k: round(max(u["req_gb"] for u in work if u["kind"] == k), 2)
+                                       for k in ("train", "continuous", "structure")},
                 "wall_h": {name: round(simulate(work, *shape, overhead) / 3600, 2) for name, shape in shapes.items()}}
         out["cases"][which] = case
         if which == "median":
-            out["unit_list"] = [{"name": u["name"], "hours": round(u["s"] / 3600, 3), "mem_gb": round(u["mem_gb"], 2)}
-                                for u in work]
+            out["unit_list"] = [{"name": u["name"], "hours": round(u["s"] / 3600, 3), "peak_gb": round(u["mem_gb"], 2),
+                                 "request_gb": round(u["req_gb"], 2)} for u in work]
     for u in out["unit_list"]:
-        print(f"{u['name']:45s} {u['hours']:7.3f} h  {u['mem_gb']:5.2f} GB")
+        print(f"{u['name']:45s} {u['hours']:7.3f} h  peak {u['peak_gb']:5.2f} GB  request {u['request_gb']:5.2f} GB")
     for key in ("overhead_per_unit_s", "v2_iterations", "v2_epochs"):
         print(f"{key}: {out[key]}")
     for which, case in out["cases"].items():
