@@ -105,16 +105,22 @@ def test_a_ray_build_is_byte_identical_to_the_in_process_build(cluster, local_ti
 
 
 @needs_ray
-def test_resume_never_redoes_a_good_shard_and_redoes_a_damaged_one(cluster, local_tiny, tmp_path):
+def test_resume_never_redoes_a_good_shard_and_redoes_a_damaged_one(cluster, local_tiny, tmp_path, capsys):
+    import yaml
+
     from benchmark.executors.ray_build import TaskRequest, build_with_ray
 
     root = tmp_path / "v0"
-    first: list[str] = []
-    with pytest.raises(BuildIncomplete, match="not built yet"):
-        build_with_ray(ReleaseBuilder(_config(), root, progress=False), TaskRequest(), address=cluster, only=1,
-                       log=first.append)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    # The command line, stopped after one set: the build in parts of --max-sets, on Ray.
+    assert main(["build-release", "--config", str(tmp_path / "tiny.yaml"), "--out", str(root), "--executor", "ray",
+                 "--address", cluster, "--max-sets", "1"]) == 0
+    first = capsys.readouterr().out.splitlines()
     assert [line for line in first if line.startswith("start set/")] == ["start set/Cora/gcn/feature"]
+    assert any(line.startswith("stopped as asked: 3 of 4 sets are not built yet") for line in first), first
     assert not (root / "MANIFEST.json").exists()
+    with pytest.raises(BuildIncomplete, match="not built yet"):  # the library raises where the command stops
+        build_with_ray(ReleaseBuilder(_config(), root, progress=False), TaskRequest(), address=cluster, only=0)
     second: list[str] = []
     build_with_ray(ReleaseBuilder(_config(), root, progress=False), TaskRequest(), address=cluster,
                    log=second.append)
@@ -154,10 +160,15 @@ def _kill_when_running(title: str, killed: list[int], stop: threading.Event) -> 
             except OSError:
                 continue
             if cmdline.strip() == title and _descends_from(int(proc.name), me):
-                time.sleep(0.5)  # well inside the unit's work, not at its first line
-                os.kill(int(proc.name), signal.SIGKILL)
-                killed.append(int(proc.name))
-                return
+                time.sleep(0.2)  # inside the unit's work, not at its first line
+                try:
+                    still = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").strip()
+                except OSError:
+                    still = ""
+                if still == title:  # the same task still running (a unit lasts seconds)
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    killed.append(int(proc.name))
+                    return
         time.sleep(0.02)
 
 

@@ -194,6 +194,8 @@ def build_with_ray(builder: ReleaseBuilder, request: TaskRequest = TaskRequest()
     start = time.perf_counter()
     builder.write_bases()  # in the driver: small, and every unit task needs the bytes
     queue = builder.pending()
+    if not queue:  # every shard is built and hashes right: nothing for Ray to do
+        return builder.complete()
     from benchmark.metamers.options import MetamerOptions
 
     ratio = float(builder.config.metamer_options.get("candidate_ratio", MetamerOptions.candidate_ratio))
