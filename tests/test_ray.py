@@ -275,3 +275,32 @@ def test_memory_requests_cover_the_peaks_measured_here():
     assert unit_memory("structure", n, f, e, 1.0) >= arxiv["structure"]["peak_rss_mb"] * 2**20
     cora = read_json(REPO / "docs" / "figures" / "bench_ray.json")["v2_ray"]["peak_rss_mb"]
     assert unit_memory("feature", 2708, 1433, 10556, 5.0) >= max(cora) * 2**20
+
+
+def test_nothing_imports_ray_until_an_executor_asks(tmp_path):
+    """The default install has no Ray: every module (the executors' included) imports, and the
+    README's commands' verbs parse, in a Python where ``import ray`` fails."""
+    import subprocess
+    import sys
+
+    code = """
+import importlib, pkgutil, sys
+class NoRay:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("ray is not installed (test)")
+sys.meta_path.insert(0, NoRay())
+import benchmark
+names = [m.name for m in pkgutil.walk_packages(benchmark.__path__, "benchmark.") if m.name != "benchmark.__main__"]
+for name in names:
+    importlib.import_module(name)
+assert "benchmark.executors.ray_build" in names and "benchmark.executors.ray_evaluate" in names
+from benchmark.cli import main
+for verb in ("evaluate", "build-release"):
+    assert main([verb, "--help"]) == 0
+assert "ray" not in sys.modules
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
