@@ -263,10 +263,7 @@ def build_with_ray(builder: ReleaseBuilder, request: TaskRequest = TaskRequest()
                 name = checkpoint_key(unit) if what == "train" else unit.state_key
                 if system_failure(ray, err) and attempt < max_attempts:
                     say(f"lost {name} ({type(err).__name__}); resubmitting")
-                    if what == "train":
-                        submit("train", unit, attempt + 1)
-                    else:
-                        submit("unit", unit, attempt + 1)
+                    submit(what, unit, attempt + 1)
                     continue
                 if failure is None:
                     failure = (unit, task_error(ray, err) if not system_failure(ray, err) else UserError(
