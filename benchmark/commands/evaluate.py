@@ -1,7 +1,9 @@
 """``metamer-bench evaluate``: score a submission on a frozen release and write its results file.
 
 Exit 1 when the run fails on existing inputs (the submission is refused at intake, the release
-fails its hashes), 2 when the entry folder or the release cannot be found.
+fails its hashes), 2 when the entry folder or the release cannot be found. Several entries are
+scored one after the other, or with ``--executor ray`` as one Ray task each
+(:mod:`benchmark.executors.ray_evaluate`), each results file written as its entry finishes.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ HELP = ("Validate and score submissions/<entry> on a frozen release; writes subm
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from benchmark.metrics.scores import DEFAULT_BOOTSTRAP
 
-    parser.add_argument("entry", type=Path, help="submission folder, e.g. submissions/gcn-baseline")
+    parser.add_argument("entry", type=Path, nargs="+",
+                        help="submission folder(s), e.g. submissions/gcn-baseline (several: each gets its results file)")
     parser.add_argument("--release", type=Path, default=None,
                         help=RELEASE_HELP)
     parser.add_argument("--out", type=Path, default=None,
@@ -40,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='print one JSON document {"ok": true, "results_file", "result"} on stdout (the summary '
                              "lines and the progress bars go to stderr)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars (on stderr)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local (default): score in this process; ray: one Ray task per entry (optional extra: "
+                             'pip install -e ".[ray]"), results identical to local')
+    parser.add_argument("--address", default=None, metavar="HOST:PORT",
+                        help="Ray cluster for --executor ray (default: start a local Ray instance); entries and "
+                             "release must lie at the same paths on every node")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,20 +65,68 @@ def run(args: argparse.Namespace) -> int:
 
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    existing_dir(args.entry, "submission folder")
+    from benchmark.executors import check_executor
+
+    check_executor(args.executor, args.address)
+    entries = args.entry
+    if len(entries) > 1 or args.executor == "ray":
+        return _run_many(args, entries)
+    entry = entries[0]
+    existing_dir(entry, "submission folder")
     check_device(args.device)  # an unavailable --device is a bad option value (exit 2), not a failed run
     release = resolve_release(args.release)
     with as_check():  # from here on the inputs exist: a refusal or a failed hash fails the run
-        result = evaluate_submission(args.entry, release, num_bootstrap=args.bootstrap, device=args.device,
+        result = evaluate_submission(entry, release, num_bootstrap=args.bootstrap, device=args.device,
                                      progress=not args.no_progress)
     if args.reproduce:  # compare with the recorded file instead of writing it (README, "Reproducibility")
         from benchmark.reproduce import report_reproduction
 
-        return report_reproduction(result, args.out if args.out is not None else results_path(args.entry), args.json)
-    out = write_results(result, args.out if args.out is not None else results_path(args.entry))
+        return report_reproduction(result, args.out if args.out is not None else results_path(entry), args.json)
+    out = write_results(result, args.out if args.out is not None else results_path(entry))
     if args.json:
         print(json.dumps({"ok": True, "results_file": str(out), "result": result}, indent=2, sort_keys=True))
-    say = sys.stderr if args.json else sys.stdout
+    _summary(result, out, sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _run_many(args: argparse.Namespace, entries: list[Path]) -> int:
+    """Several entries, or any with --executor ray: each scored and its results file written."""
+    from benchmark.commands import as_check, existing_dir
+    from benchmark.devices import check_device
+    from benchmark.errors import UserError
+    from benchmark.release.locate import resolve_release
+
+    refused = [name for name, on in (("--out", args.out is not None), ("--reproduce", args.reproduce),
+                                     ("--json", args.json)) if on]
+    if refused:
+        raise UserError(f"{', '.join(refused)} take(s) one entry in this process; with several entries or "
+                        "--executor ray each results file goes to results/<entry>.json next to its entry")
+    for entry in entries:
+        existing_dir(entry, "submission folder")
+    if args.executor == "local" or args.address is None:
+        check_device(args.device)
+    release = resolve_release(args.release)
+    if args.executor == "ray":
+        from benchmark.executors.ray_cluster import import_ray
+        from benchmark.executors.ray_evaluate import evaluate_with_ray
+
+        import_ray(local=args.address is None)  # a missing extra is a usage error (exit 2), not a failed run
+        with as_check():
+            evaluate_with_ray(entries, release, num_bootstrap=args.bootstrap, device=args.device,
+                              threads=args.threads, address=args.address,
+                              on_result=lambda result, out: _summary(result, out, sys.stdout))
+        return 0
+    from benchmark.evaluate import evaluate_submission, results_path, write_results
+
+    for entry in entries:
+        with as_check():
+            result = evaluate_submission(entry, release, num_bootstrap=args.bootstrap, device=args.device,
+                                         progress=not args.no_progress)
+        _summary(result, write_results(result, results_path(entry)), sys.stdout)
+    return 0
+
+
+def _summary(result: dict, out: Path, say) -> None:
     agg = result["aggregate"]
 
     def fmt(name: str) -> str:
@@ -85,4 +142,3 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"below the accuracy floor on {', '.join(failed)}: listed, not ranked", file=say)
     print(f"results: {out} ({result['wall_s']:.1f} s)", file=say)
-    return 0
