@@ -9,7 +9,9 @@ are scored on one evaluator, alternately, ``--repeat`` times. Two ratios are pri
 - ``end_to_end``: :func:`benchmark.scoring.evaluate_submission` (intake, with the red-flag checks,
   then inference and scores), the time a submitter waits;
 - ``inference``: ``Evaluator.eval`` on the registry models against ``Evaluator.eval_programs`` on
-  the loaded programs (the forward passes and the scores, no intake).
+  the loaded programs (the forward passes and the scores, no intake);
+- ``intake``: :func:`benchmark.submissions.validate_submission` alone (safetensors and strict
+  loading against archive checks and ``torch.export.load``; red flags in both).
 
 The registry model's scores and the program's must agree (they are one model): the script fails
 when the aggregate IC differs by more than 1e-6, and exits 1 when the end-to-end median ratio
@@ -115,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     release = resolve_release(args.release)
     evaluator = Evaluator(release, datasets=args.dataset, num_bootstrap=args.bootstrap)
     runs: dict[str, list[float]] = {"registry_end_to_end": [], "program_end_to_end": [],
-                                    "registry_inference": [], "program_inference": []}
+                                    "registry_inference": [], "program_inference": [],
+                                    "registry_intake": [], "program_intake": []}
     with tempfile.TemporaryDirectory() as tmp:
         program_entry, export_s = timed(lambda: export_entry(args.entry, evaluator, Path(tmp) / args.entry.name))
         print(f"exported {args.entry.name} as programs in {export_s:.1f} s (not timed below)", file=sys.stderr)
@@ -131,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             runs["registry_inference"].append(t)
             prog_scores, t = timed(lambda: evaluator.eval_programs(programs.models, sub.seeds, sub.architecture))
             runs["program_inference"].append(t)
+            _, t = timed(lambda: validate_submission(args.entry, datasets=evaluator.datasets, dims=evaluator.dims))
+            runs["registry_intake"].append(t)
+            _, t = timed(lambda: validate_submission(program_entry, datasets=evaluator.datasets, dims=evaluator.dims))
+            runs["program_intake"].append(t)
             print(f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items()), file=sys.stderr)
     ic = {"registry": reg["aggregate"]["invariance_consistency"]["mean"],
           "program": prog["aggregate"]["invariance_consistency"]["mean"]}
@@ -140,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the program does not score as its registry model: IC {ic}", file=sys.stderr)
         return 1
     medians = {k: statistics.median(v) for k, v in runs.items()}
-    ratios = {"end_to_end": medians["program_end_to_end"] / medians["registry_end_to_end"],
-              "inference": medians["program_inference"] / medians["registry_inference"]}
+    ratios = {part: medians[f"program_{part}"] / medians[f"registry_{part}"]
+              for part in ("end_to_end", "inference", "intake")}
     report = {"entry": args.entry.name, "release": reg["release"], "datasets": evaluator.datasets,
               "records": len(evaluator.records), "sets": len(evaluator.sets), "seeds": models.submission.seeds,
               "bootstrap": args.bootstrap, "torch_threads": torch.get_num_threads(), "repeat": args.repeat,
