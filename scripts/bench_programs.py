@@ -49,11 +49,12 @@ from benchmark.submissions import validate_submission  # noqa: E402
 
 class Staged(nn.Module):
     """A registry :class:`~benchmark.models.GraphModel` in the program contract: one pass through its
-    blocks returns the logits and every hidden layer's activations (the same operations as its forward)."""
+    blocks returns the logits and the first ``num_stages`` hidden layers' activations (the same
+    operations as its forward)."""
 
-    def __init__(self, model):
+    def __init__(self, model, num_stages: int):
         super().__init__()
-        self.model = model
+        self.model, self.num_stages = model, num_stages
 
     def forward(self, x, edge_index, edge_weight=None, batch=None):
         m = self.model
@@ -63,7 +64,8 @@ class Staged(nn.Module):
             h = block(h, graph)
             if i == 0:
                 graph.h0 = h
-            hidden.append(h)
+            if i < self.num_stages:
+                hidden.append(h)
         if m.config.task == "graph":  # GraphHead, with the pooled size given (no int(tensor) in a program)
             head = m.head
             size = batch.max().item() + 1
@@ -79,15 +81,14 @@ def export_entry(entry: Path, evaluator: Evaluator, folder: Path) -> Path:
     """The zoo entry's models as a program submission at ``folder`` (same seeds, same weights)."""
     checked = validate_submission(entry, datasets=evaluator.datasets, dims=evaluator.dims)
     sub = checked.submission
-    layers = {m.num_hidden_layers for models in checked.models.values() for m in models}
-    if len(layers) != 1:
-        raise SystemExit(f"{entry}: hidden layers differ across datasets ({sorted(layers)}); one stage list per card")
+    # One stage list per card: the hidden layers every dataset's model has (GCN: 1 on node tasks, 2 on graph tasks).
+    stages = min(m.num_hidden_layers for models in checked.models.values() for m in models)
     card = {"name": f"{sub.name} (exported)", "authors": ["bench"], "paper_url": None, "code_url": None,
             "license": "MIT", "architecture": {"name": f"{sub.architecture}-program",
-                                               "stages": [f"hidden{i}" for i in range(1, layers.pop() + 1)]},
+                                               "stages": [f"hidden{i}" for i in range(1, stages + 1)]},
             "training": {"data": f"the weights of {entry}", "recipe": "exported by scripts/bench_programs.py"},
             "seeds": sub.seeds}
-    models = {d: {s: Staged(m) for s, m in zip(sub.seeds, checked.models[d])} for d in evaluator.datasets}
+    models = {d: {s: Staged(m, stages) for s, m in zip(sub.seeds, checked.models[d])} for d in evaluator.datasets}
     return write_program_submission(folder, card, models, dims=evaluator.dims)
 
 
