@@ -13,9 +13,11 @@ are scored on one evaluator, alternately, ``--repeat`` times. Two ratios are pri
 - ``intake``: :func:`benchmark.submissions.validate_submission` alone (safetensors and strict
   loading against archive checks and ``torch.export.load``; red flags in both).
 
-The registry model's scores and the program's must agree (they are one model): the script fails
-when the aggregate IC differs by more than 1e-6, and exits 1 when the end-to-end median ratio
-exceeds ``--max-ratio``.
+Each phase is timed in wall seconds and in CPU seconds of the process (one torch thread by
+default): on a shared machine the wall times swing by 2x between two runs of the same phase, the
+CPU times much less, so the gate uses CPU time. The registry model's scores and the program's must
+agree (they are one model): the script fails when the aggregate IC differs by more than 1e-6, and
+exits 1 when the end-to-end median CPU ratio exceeds ``--max-ratio``.
 
     python scripts/bench_programs.py [--entry submissions/gcn-baseline] [--release data_cards/v1]
         [--dataset Cora ...] [--repeat 3] [--bootstrap 1000] [--threads 1] [--max-ratio 1.5] [--json out.json]
@@ -92,9 +94,14 @@ def export_entry(entry: Path, evaluator: Evaluator, folder: Path) -> Path:
     return write_program_submission(folder, card, models, dims=evaluator.dims)
 
 
-def timed(fn):
-    start = time.perf_counter()
+CPU: dict[str, list[float]] = {}  # the same phases in CPU seconds of this process (one torch thread)
+
+
+def timed(fn, name: str | None = None):
+    start, cpu = time.perf_counter(), time.process_time()
     out = fn()
+    if name:
+        CPU.setdefault(name, []).append(time.process_time() - cpu)
     return out, time.perf_counter() - start
 
 
@@ -127,17 +134,21 @@ def main(argv: list[str] | None = None) -> int:
         sub = read_submission(program_entry, datasets=evaluator.datasets)
         programs = validate_programs(sub, evaluator.datasets, evaluator.dims)
         for i in range(args.repeat):  # alternate, so that a change in machine load hits both
-            reg, t = timed(lambda: evaluate_submission(args.entry, release, evaluator=evaluator))
+            reg, t = timed(lambda: evaluate_submission(args.entry, release, evaluator=evaluator), "registry_end_to_end")
             runs["registry_end_to_end"].append(t)
-            prog, t = timed(lambda: evaluate_submission(program_entry, release, evaluator=evaluator))
+            prog, t = timed(lambda: evaluate_submission(program_entry, release, evaluator=evaluator), "program_end_to_end")
             runs["program_end_to_end"].append(t)
-            reg_scores, t = timed(lambda: evaluator.eval(models.models, seeds=models.submission.seeds))
+            reg_scores, t = timed(lambda: evaluator.eval(models.models, seeds=models.submission.seeds),
+                                  "registry_inference")
             runs["registry_inference"].append(t)
-            prog_scores, t = timed(lambda: evaluator.eval_programs(programs.models, sub.seeds, sub.architecture))
+            prog_scores, t = timed(lambda: evaluator.eval_programs(programs.models, sub.seeds, sub.architecture),
+                                   "program_inference")
             runs["program_inference"].append(t)
-            _, t = timed(lambda: validate_submission(args.entry, datasets=evaluator.datasets, dims=evaluator.dims))
+            _, t = timed(lambda: validate_submission(args.entry, datasets=evaluator.datasets, dims=evaluator.dims),
+                         "registry_intake")
             runs["registry_intake"].append(t)
-            _, t = timed(lambda: validate_submission(program_entry, datasets=evaluator.datasets, dims=evaluator.dims))
+            _, t = timed(lambda: validate_submission(program_entry, datasets=evaluator.datasets, dims=evaluator.dims),
+                         "program_intake")
             runs["program_intake"].append(t)
             print(f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items()), file=sys.stderr)
     ic = {"registry": reg["aggregate"]["invariance_consistency"]["mean"],
@@ -148,20 +159,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the program does not score as its registry model: IC {ic}", file=sys.stderr)
         return 1
     medians = {k: statistics.median(v) for k, v in runs.items()}
-    ratios = {part: medians[f"program_{part}"] / medians[f"registry_{part}"]
-              for part in ("end_to_end", "inference", "intake")}
+    cpu = {k: statistics.median(v) for k, v in CPU.items()}
+    parts = ("end_to_end", "inference", "intake")
+    ratios = {part: medians[f"program_{part}"] / medians[f"registry_{part}"] for part in parts}
+    cpu_ratios = {part: cpu[f"program_{part}"] / cpu[f"registry_{part}"] for part in parts}
     report = {"entry": args.entry.name, "release": reg["release"], "datasets": evaluator.datasets,
               "records": len(evaluator.records), "sets": len(evaluator.sets), "seeds": models.submission.seeds,
               "bootstrap": args.bootstrap, "torch_threads": torch.get_num_threads(), "repeat": args.repeat,
               "runs_s": {k: [round(x, 2) for x in v] for k, v in runs.items()},
               "median_s": {k: round(v, 2) for k, v in medians.items()},
               "ratio_program_over_registry": {k: round(v, 3) for k, v in ratios.items()},
+              "cpu_s": {k: [round(x, 2) for x in v] for k, v in CPU.items()},
+              "median_cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+              "cpu_ratio_program_over_registry": {k: round(v, 3) for k, v in cpu_ratios.items()},
               "max_ratio": args.max_ratio, "aggregate_ic": ic}
     print(json.dumps(report, indent=2))
     if args.json:
         atomic_write_json(args.json, report)
-    if ratios["end_to_end"] > args.max_ratio:
-        print(f"program scoring is {ratios['end_to_end']:.2f}x the registry's (> {args.max_ratio})", file=sys.stderr)
+    if cpu_ratios["end_to_end"] > args.max_ratio:
+        print(f"program scoring takes {cpu_ratios['end_to_end']:.2f}x the registry's CPU time (> {args.max_ratio})",
+              file=sys.stderr)
         return 1
     return 0
 
