@@ -32,7 +32,7 @@ sees the file, the archive is checked:
    :data:`MAX_PROGRAM_VALUES` values (checked before anything is allocated);
 3. ``models/model.json``: every operator a node calls is in :data:`ALLOWED_OPS` (the error names
    the first one that is not), every ``expr_str`` is a sympy expression built only from the
-   names in :data:`_SYMPY_NAMES`, every guard matches :data:`_GUARD`, every tree spec uses only
+   names in :data:`_SYMPY_NAMES`, every guard matches :data:`_GUARD` (size comparisons joined by ``and``/``or``), every tree spec uses only
    tuple, list and dict nodes.
 
 After loading, the graph's operators are checked again, and the inputs and outputs against the
@@ -156,7 +156,10 @@ _SYMBOL_NAME = re.compile(r"^'[a-z][a-z]?[0-9]{1,9}'$")
 _EXPR_TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|('[^']*')|([0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)|"
                          r"(\*\*|//|==|!=|<=|>=|[-+*/%(),=<>]))")
 _GUARD_OPERAND = r"(?:L\['[A-Za-z_][A-Za-z0-9_]*'\]\.size\(\)\[[0-9]{1,3}\]|-?[0-9]{1,19})"
-_GUARD = re.compile(rf"^{_GUARD_OPERAND} (?:==|!=|<=|>=|<|>) {_GUARD_OPERAND}$")
+_GUARD_COMPARISON = rf"{_GUARD_OPERAND} (?:==|!=|<=|>=|<|>) {_GUARD_OPERAND}"
+# Size comparisons, possibly joined by ``and``/``or`` (broadcasting a batch vector against node rows
+# gives ``L['batch'].size()[0] == 1 or L['x'].size()[0] == L['batch'].size()[0]``); no calls, no names.
+_GUARD = re.compile(rf"^{_GUARD_COMPARISON}(?: (?:and|or) {_GUARD_COMPARISON}){{0,15}}$")
 _TREESPEC_TYPES = frozenset({None, "builtins.tuple", "builtins.list", "builtins.dict"})
 _MAX_LISTED = 8
 
@@ -379,7 +382,7 @@ def graph_problems(model: object, allowed_ops: frozenset[str] = ALLOWED_OPS) -> 
     for i, guard in enumerate(model.get("guards_code") or []):
         if not isinstance(guard, str) or not _GUARD.match(guard):
             problems.append(f"models/model.json guards_code[{i}]: {str(guard)[:80]!r} is not a size comparison "
-                            "L['<input>'].size()[<i>] <op> <int or size>; guards are exec'd by torch, refused")
+                            "L['<input>'].size()[<i>] <op> <int or size> (or several joined by and/or); guards are exec'd by torch, refused")
     seen_ops: set[str] = set()
     stack: list[tuple[object, str]] = [(model, "models/model.json")]
     while stack:
@@ -531,7 +534,13 @@ def export_program(model: nn.Module, task: str, num_features: int, path: str | o
     """Export ``model`` in the submission format and save it to ``path`` (the documented writer).
 
     Example inputs are random (only their shapes and dtypes matter: N and E are dynamic), and
-    are dropped before saving so the archive holds no pickle.
+    are dropped before saving so the archive holds no pickle. Stack traces (source paths on the
+    exporting machine) are dropped too, so the same model gives the same bytes from any folder.
+
+    A graph-task model must pool to ``num_graphs`` rows without a Python ``int`` of a tensor: PyG's
+    pooling calls ``int(batch.max()) + 1``, which ``torch.export`` refuses as a data-dependent guard.
+    Pass the size in: ``n = batch.max().item() + 1; torch._check(n >= 1); torch._check(n <= batch.size(0))``
+    and ``global_mean_pool(h, batch, n)`` (or ``AttentionalAggregation(...)(h, batch, dim_size=n)``).
     """
     from torch.export import Dim
 
@@ -542,18 +551,78 @@ def export_program(model: nn.Module, task: str, num_features: int, path: str | o
     edge_weight = torch.ones(num_edges)
     nodes, edges = Dim("num_nodes", min=2), Dim("num_edges", min=2)
     args = (x, edge_index, edge_weight)
-    shapes: dict = {"x": {0: nodes}, "edge_index": {1: edges}, "edge_weight": {0: edges}}
+    shapes: tuple = ({0: nodes}, {1: edges}, {0: edges})  # positional: the forward's argument names are free
     if task == "graph":
         args += (torch.zeros(num_nodes, dtype=torch.long),)
-        shapes["batch"] = {0: nodes}
+        shapes += ({0: nodes},)
     elif task != "node":
         raise UserError(f"task {task!r}; valid tasks: graph, node")
     program = torch.export.export(model, args, dynamic_shapes=shapes)
     program.example_inputs = None
+    for module in program.graph_module.modules():  # the exporting machine's source paths: not part of the
+        graph = getattr(module, "graph", None)     # program, and they make equal models differ in bytes
+        for node in graph.nodes if isinstance(graph, torch.fx.Graph) else ():
+            node.meta.pop("stack_trace", None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(path))
     return path
+
+
+def program_name(dataset: str, seed: int) -> str:
+    """Where a seed's program lives inside an entry folder: ``<dataset>/seed-<n>.pt2``."""
+    return f"{dataset}/seed-{int(seed)}.pt2"
+
+
+def write_program_submission(folder: str | os.PathLike, card: dict, models: dict[str, dict[int, nn.Module]],
+                             dims: dict | None = None) -> Path:
+    """Export every model and write the card: the writer of exported-program submission folders.
+
+    Args:
+        folder: ``submissions/<entry>`` (created if needed).
+        card: the card without ``format`` and the programs blocks: ``name``, ``authors``,
+            ``paper_url``, ``code_url``, ``license``, ``architecture`` (``name``, ``stages``),
+            ``training``, ``seeds``; ``datasets.<name>`` may carry ``test_acc``. ``num_parameters``
+            defaults to the largest trainable parameter count over the models. ``tier`` defaults to
+            ``self-reported`` (the board derives the tier anyway, :mod:`benchmark.rerun`).
+        models: ``{dataset: {seed: model}}``; each is exported with :func:`export_program` to
+            :func:`program_name` and its SHA-256 goes into the card.
+        dims: ``{dataset: DatasetDims}`` (task, number of features); default: read from the
+            registered dataset (:func:`benchmark.submissions.registry_dims`).
+
+    Programs are written first and ``submission.json`` last (a folder with a card is complete).
+    Raises :class:`UserError` naming the field when a dataset's seeds are not the card's ``seeds``
+    or the finished card does not match ``benchmark/schemas/program_submission.schema.json`` (no
+    card is written then).
+    """
+    from benchmark.files import atomic_write_json, sha256_file
+    from benchmark.schemas import check_schema, raise_problems
+    from benchmark.submission_card import SUBMISSION_FILE
+
+    folder = Path(folder)
+    seeds = sorted(int(s) for s in card.get("seeds", []))
+    raise_problems([f"datasets.{d}.programs: seeds {sorted(int(s) for s in by_seed)}, but the card's seeds are {seeds}"
+                    for d, by_seed in sorted(models.items()) if sorted(int(s) for s in by_seed) != seeds],
+                   f"{folder}: programs do not match the card's seeds")
+    if dims is None:
+        from benchmark.submissions import registry_dims
+
+        dims = {d: registry_dims(d) for d in models}
+    blocks = {name: dict(block) for name, block in card.get("datasets", {}).items()}
+    largest = 0
+    for dataset, by_seed in sorted(models.items()):
+        entries = {}
+        for seed, model in sorted(by_seed.items(), key=lambda kv: int(kv[0])):
+            rel = program_name(dataset, seed)
+            export_program(model, dims[dataset].task, dims[dataset].num_features, folder / rel)
+            entries[str(int(seed))] = {"path": rel, "sha256": sha256_file(folder / rel)}
+            largest = max(largest, sum(p.numel() for p in model.parameters() if p.requires_grad))
+        blocks[dataset] = {**blocks.get(dataset, {}), "programs": entries}
+    full = {"tier": "self-reported", "num_parameters": largest, **card, "format": PROGRAM_FORMAT, "datasets": blocks}
+    check_schema(full, "program_submission", "submission",
+                 f"{folder / SUBMISSION_FILE}: the card being written is invalid")
+    atomic_write_json(folder / SUBMISSION_FILE, full)
+    return folder
 
 
 # -- The submission ----------------------------------------------------------------------------------------------------

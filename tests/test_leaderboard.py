@@ -211,6 +211,29 @@ def test_html_table_matches_the_ranking(tmp_path, results_dir):
     assert sorted(page["images"]) == sorted(p.name for p in outputs if p.suffix == ".png")
 
 
+def test_exported_program_entries_carry_the_custom_label(tmp_path):
+    """An entry scored from exported programs (issue 14.5) shows its architecture marked '(custom)' in
+    every output; a registry entry shows the zoo name; a prediction-only one is labelled by its tier."""
+    custom = result("skipgcn-x", 0.70)
+    custom["submission"].update(format="torch.export", stages=["conv1"], architecture="skipgcn", tier="self-reported")
+    preds = result("preds-y", 0.60, tier="self-reported")
+    preds["prediction_only"] = True
+    preds["submission"]["predictions_sha256"] = "ef" * 32
+    results_dir = write_results(tmp_path / "submissions" / "results", [custom, preds, result("gcn-baseline", 0.65)])
+    outputs = render(tmp_path, results_dir)
+    page = parse_html(outputs[tmp_path / "leaderboard" / "index.html"].decode())
+    cells = {r["entry"]: r["cells"] for r in page["rows"]}
+    column = COLUMNS.index("architecture")
+    assert cells["skipgcn-x"][column] == "skipgcn (custom)"
+    assert cells["gcn-baseline"][column] == "gcn"
+    assert cells["preds-y"][column] == "preds" and cells["preds-y"][COLUMNS.index("tier")] == "prediction-only"
+    rows = {r["entry"]: r for r in json.loads(outputs[tmp_path / "leaderboard" / "leaderboard.json"])["releases"][0]["rows"]}
+    assert {e: r["origin"] for e, r in rows.items()} == {"skipgcn-x": "custom", "gcn-baseline": "zoo",
+                                                         "preds-y": "predictions"}
+    assert "| skipgcn (custom) |" in outputs[tmp_path / "LEADERBOARD.md"].decode()
+    assert 'data-arch="skipgcn (custom)"' in outputs[tmp_path / "leaderboard" / "index.html"].decode()
+
+
 def test_markdown_has_one_table_per_release(tmp_path, results_dir):
     text = render(tmp_path, results_dir)[tmp_path / "LEADERBOARD.md"].decode()
     assert text.count("| rank | entry | IC ± 95% CI ↑ |") == 2

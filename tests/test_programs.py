@@ -19,7 +19,7 @@ import torch
 
 from benchmark.errors import IntegrityError
 from benchmark.files import sha256_file
-from benchmark.programs import check_program_archive, export_program, load_program
+from benchmark.programs import check_program_archive, export_program, graph_problems, load_program
 from benchmark.schemas import load_schema, schema_problems
 from benchmark.scoring import evaluate_submission
 
@@ -235,3 +235,20 @@ def test_sizes_are_checked_before_allocation(tmp_path, program_path):
             zout.writestr(info.filename, zin.read(info.filename))
     with pytest.raises(IntegrityError, match="compressed; torch.export.save stores members uncompressed"):
         load_program(compressed, "node", ["conv1"])
+
+
+@pytest.mark.parametrize("guard, ok", [
+    ("L['x'].size()[0] >= 2", True),
+    ("L['batch'].size()[0] == 1 or L['x'].size()[0] == L['batch'].size()[0]", True),  # what pooling emits
+    ("L['x'].size()[0] == 1 and L['edge_index'].size()[1] > 3 or 4 < 5", True),
+    ("L['x'].size()[0] == 1 or __import__('os').system('true')", False),
+    ("L['x'].size()[0] == 1 or", False),
+    ("(L['x'].size()[0] == 1)", False),
+    ("L['x'].size()[0] == 1 or L['x'].shape[0] == 2", False),
+])
+def test_guards_are_size_comparisons_joined_by_and_or(guard, ok):
+    model = {"graph_module": {"graph": {"nodes": []}}, "opset_version": {"aten": 10}, "guards_code": [guard]}
+    problems = graph_problems(model)
+    assert (problems == []) == ok, problems
+    if not ok:
+        assert "guards_code[0]" in problems[0] and "joined by and/or" in problems[0]

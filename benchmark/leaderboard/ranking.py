@@ -83,6 +83,7 @@ class Row:
     code_url: str | None = None
     paper_url: str | None = None
     prediction_only: bool = False  # scored from a predictions file: forward direction only, never 're-run'
+    custom: bool = False  # submitted as exported programs (benchmark.programs): an architecture outside the zoo
     rank: int | None = None
     group: int | None = None
 
@@ -90,6 +91,18 @@ class Row:
     def tier_label(self) -> str:
         """The tier cell: ``prediction-only`` for entries scored from a predictions file, else the tier."""
         return "prediction-only" if self.prediction_only else self.tier
+
+    @property
+    def origin(self) -> str:
+        """Where the scored model came from: ``zoo`` (a registry architecture and its weights),
+        ``custom`` (exported programs of any architecture) or ``predictions`` (outputs only)."""
+        return "predictions" if self.prediction_only else "custom" if self.custom else "zoo"
+
+    @property
+    def architecture_label(self) -> str:
+        """The architecture cell: the registry name, or the submitter's label with ``(custom)``
+        (RobustBench marks models outside its zoo the same way)."""
+        return f"{self.architecture} (custom)" if self.custom else self.architecture
 
     @property
     def ic(self) -> Interval:
@@ -230,7 +243,8 @@ def parse_result(data: object, source: str) -> Row:
                clean_acc_by_dataset={d: float(v) for d, v in sorted(clean.items())}, accuracy_floor=checked,
                cross_architecture=cells, source=source, sets=sets,
                code_url=sub.get("code_url") or None, paper_url=sub.get("paper_url") or None,
-               prediction_only=data.get("prediction_only") is True)
+               prediction_only=data.get("prediction_only") is True,
+               custom=sub.get("format") == "torch.export")
 
 
 def _optional_float(value: float | int | None) -> float | None:

@@ -16,7 +16,7 @@ from benchmark.leaderboard.views import (
 )
 
 COLUMNS = tuple(c.title for c in COLUMNS_DOC)  # the main table's headers, in order
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the architecture column and each row's origin (zoo, custom, predictions)
 HTML_NAME = "index.html"
 JSON_NAME = "leaderboard.json"
 RULES = (f"Ranked by invariance consistency (IC) averaged over every frozen set of a release, higher is better. "
@@ -71,12 +71,12 @@ def _score_cells(scores: dict[str, Interval]) -> list[str]:
 def row_cells(row: Row) -> list[str]:
     """The table's cells for ``row`` in ``COLUMNS`` order (shared by Markdown and HTML)."""
     return [str(row.rank) if row.ranked else "below floor", row.entry, *_score_cells(row.scores),
-            f"{row.num_parameters:,}", str(row.seeds), row.tier_label, row.evaluator_version]
+            f"{row.num_parameters:,}", str(row.seeds), row.architecture_label, row.tier_label, row.evaluator_version]
 
 
 def anchor_cells(anchor: Anchor) -> list[str]:
-    """Cells of a chance or reference row: its role in the rank column, no params, seeds or tier."""
-    return [anchor.role, anchor.label, *_score_cells(anchor.scores), "", "", "", ""]
+    """Cells of a chance or reference row: its role in the rank column, no params, seeds, architecture or tier."""
+    return [anchor.role, anchor.label, *_score_cells(anchor.scores), "", "", "", "", ""]
 
 
 def _sort_values(scores: dict[str, Interval]) -> list[str]:
@@ -262,13 +262,14 @@ def _overall_table(board: Board) -> list[str]:
     for row in board.rows:
         cells = row_cells(row)
         sorts = [str(row.rank) if row.ranked else "", row.entry, *_sort_values(row.scores),
-                 str(row.num_parameters), str(row.seeds), row.tier_label, row.evaluator_version]
+                 str(row.num_parameters), str(row.seeds), row.architecture_label, row.tier_label,
+                 row.evaluator_version]
         tds = [_td(cells[0], sorts[0], True), _td(cells[1], sorts[1], inner=_entry_html(row))]
         tds += [_td(c, s, True) for c, s in zip(cells[2:11], sorts[2:11])]
         tds += [_td(c) for c in cells[11:]]
         cls = "" if row.ranked else ' class="unranked"'
         title = f' title="{e(row.floor_note())}"' if not row.ranked else ""
-        out.append(f'<tr data-entry="{e(row.entry)}" data-arch="{e(row.architecture)}" '
+        out.append(f'<tr data-entry="{e(row.entry)}" data-arch="{e(row.architecture_label)}" '
                    f'data-rank="{row.rank if row.ranked else ""}" data-ranked="{str(row.ranked).lower()}" '
                    f'data-order="{order}"{cls}{title}>{"".join(tds)}</tr>')
         order += 1
@@ -389,7 +390,7 @@ def render_html(boards: list[Board]) -> str:
 def _row_json(row: Row) -> dict:
     return {"rank": row.rank, "group": row.group, "ranked": row.ranked, "entry": row.entry, "name": row.name,
             "authors": row.authors, "architecture": row.architecture, "num_parameters": row.num_parameters,
-            "seeds": row.seeds, "tier": row.tier, "evaluator_version": row.evaluator_version,
+            "seeds": row.seeds, "tier": row.tier, "origin": row.origin, "evaluator_version": row.evaluator_version,
             "code_url": row.code_url, "paper_url": row.paper_url, "submission_folder": f"submissions/{row.entry}",
             "scores": {s: row.scores[s].to_dict() for s in SCORE_NAMES},
             "clean_acc_by_dataset": row.clean_acc_by_dataset, "accuracy_floor": row.accuracy_floor,

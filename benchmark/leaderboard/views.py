@@ -65,6 +65,9 @@ COLUMNS_DOC = (
     Column("clean_acc", "clean_acc", "higher", "Accuracy on the original test units (all units).", "score-clean_acc"),
     Column("num_parameters", "params", "", "Trainable parameters, summed over the entry's per-dataset models.", ""),
     Column("seeds", "seeds", "", "Training seeds scored (mean ± std is over these).", ""),
+    Column("architecture", "architecture", "", "The architecture: a zoo (registry) name, or the submitter's label "
+           "marked '(custom)' for an entry submitted as exported programs (any architecture, run without its "
+           "Python; benchmark/programs.py).", ""),
     Column("tier", "tier", "", "Derived, not claimed: 're-run' when the project's recipe retrained every scored "
            f"weights file and matched it within {WEIGHT_ATOL:g} (submissions/reruns/<entry>.json, checked in CI); "
            "'prediction-only': scored from a predictions file (no model), forward-direction scores only; "

@@ -106,7 +106,9 @@ class FusedPropagation:
     """Mixin: ``propagate(edge_index, x=..., edge_weight=...)`` (or ``w=...``) as one sparse matmul.
 
     Falls back to PyG's generic path for sparse adjacency inputs, explicit sizes, hooks,
-    explainers, decomposed layers and non-CPU devices (the fused path is only verified on the CPU).
+    explainers, decomposed layers, non-CPU devices (the fused path is only verified on the CPU) and
+    while ``torch.export``/``torch.compile`` trace the layer (a custom ``autograd.Function`` on a CSR
+    tensor does not export; the generic path's gather and scatter do, with the same sums).
     """
 
     def propagate(self, edge_index, size=None, **kwargs):
@@ -115,7 +117,8 @@ class FusedPropagation:
         fusable = (isinstance(edge_index, Tensor) and isinstance(x, Tensor) and x.dim() == 2
                    and x.device.type == "cpu" and size is None and set(kwargs) <= {"x", "edge_weight", "w"}
                    and not self._propagate_forward_pre_hooks and not self._propagate_forward_hooks
-                   and not getattr(self, "_explain", False) and self.decomposed_layers == 1)
+                   and not getattr(self, "_explain", False) and self.decomposed_layers == 1
+                   and not torch.compiler.is_compiling())  # torch.export traces PyG's path: no CSR, no autograd.Function
         if not fusable:
             return super().propagate(edge_index, size=size, **kwargs)
         return weighted_sum(edge_index, weight, x)
