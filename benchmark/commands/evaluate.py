@@ -40,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='print one JSON document {"ok": true, "results_file", "result"} on stdout (the summary '
                              "lines and the progress bars go to stderr)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars (on stderr)")
+    parser.add_argument("--no-reverse", action="store_true",
+                        help="forward scores only: skip the reverse direction (metamers of the submitted model "
+                             "judged by the release's reference panel), which runs on releases whose manifest "
+                             "states it (v2) and takes minutes")
+    parser.add_argument("--reverse-budget", type=float, default=None, metavar="SECONDS",
+                        help="the reverse direction's compute budget, all seeds together (default "
+                             "600: 10 minutes of a 2-core CPU, DESIGN 4); a run projected over it stops, its "
+                             "finished seeds cached; 0: measure without a limit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,8 +68,17 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)  # an unavailable --device is a bad option value (exit 2), not a failed run
     release = resolve_release(args.release)
     with as_check():  # from here on the inputs exist: a refusal or a failed hash fails the run
+        from benchmark.evaluate.reverse import REVERSE_BUDGET_S
+
+        budget = REVERSE_BUDGET_S if args.reverse_budget is None else args.reverse_budget
+        if budget < 0:
+            from benchmark.errors import UserError
+
+            raise UserError(f"--reverse-budget must be >= 0 seconds (0: no limit), got {args.reverse_budget}")
+        # --reproduce recomputes every seed: a cached seed would make it compare a file with itself.
         result = evaluate_submission(args.entry, release, num_bootstrap=args.bootstrap, device=args.device,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, reverse=not args.no_reverse,
+                                     reverse_budget_s=budget or None, reverse_cache=not args.reproduce)
     if args.reproduce:  # compare with the recorded file instead of writing it (README, "Reproducibility")
         from benchmark.reproduce import report_reproduction
 
@@ -73,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     agg = result["aggregate"]
 
     def fmt(name: str) -> str:
-        s = agg[name]
+        return fmt_interval(name, agg[name])
+
+    def fmt_interval(name: str, s: dict) -> str:
         if s["mean"] is None:
             return f"{name} n/a"
         ci = "" if s["ci_low"] is None else f" [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
@@ -81,6 +100,15 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"{result['entry']} on {result['release']['name']} {result['release']['version']}: "
           + "; ".join(fmt(n) for n in ("invariance_consistency", "transfer", "metamer_acc", "clean_acc")), file=say)
+    for row in result.get("reverse", {}).get("by_stage", []):
+        print(f"reverse {row['dataset']} {row['kind']} {row['stage']} (L{row['layer']}): "
+              + "; ".join(fmt_interval(n, row["scores"][n]) for n in ("recognisability", "consistency",
+                                                                      "metamer_validity")), file=say)
+    if "reverse" in result:
+        timing = result["reverse"]["timing"]
+        budget = "no budget" if timing["budget_s"] is None else f"budget {timing['budget_s']:.0f} s"
+        print(f"reverse direction: {timing['compute_s']:.1f} s compute over {len(timing['seed_compute_s'])} seeds "
+              f"({budget})", file=say)
     failed = sorted(d for d, v in result["accuracy_floor"].items() if not v["passed"])
     if failed:
         print(f"below the accuracy floor on {', '.join(failed)}: listed, not ranked", file=say)
