@@ -40,7 +40,6 @@ error naming the figures, its finished seeds kept.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
