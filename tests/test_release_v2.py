@@ -226,8 +226,15 @@ def test_v2_config_errors_name_what_is_valid():
         ReleaseConfig(**{**TINY_V2, "stages": ["middle"]}).check()
     with pytest.raises(UserError, match="must be a mapping with an 'arch'"):
         ReleaseConfig(**{**TINY_V2, "references": {"deep": {"num_layers": 4}}}).check()
-    with pytest.raises(UserError, match=r"reverse must be a mapping with exactly the keys \['datasets', 'kinds', 'seeds'\]"):
+    with pytest.raises(UserError, match=r"reverse must be a mapping with the keys \['datasets', 'kinds', 'seeds'\] "
+                                        r"and optionally \['metamer_options', 'stages'\]"):
         ReleaseConfig(**{**TINY_V2, "reverse": {"datasets": ["Cora"]}}).check()
+    reverse = {"datasets": ["Cora"], "kinds": ["continuous"], "seeds": [0]}
+    ReleaseConfig(**{**TINY_V2, "reverse": {**reverse, "metamer_options": {"max_iterations": 300}}}).check()
+    with pytest.raises(UserError, match="unknown metamer option"):
+        ReleaseConfig(**{**TINY_V2, "reverse": {**reverse, "metamer_options": {"iterations": 300}}}).check()
+    with pytest.raises(UserError, match="unknown reverse stage 'middle'; valid"):
+        ReleaseConfig(**{**TINY_V2, "reverse": {**reverse, "stages": ["middle"]}}).check()
     with pytest.raises(UserError, match="unknown reverse dataset 'Photo'; valid datasets of the release: Cora, MUTAG"):
         ReleaseConfig(**{**TINY_V2, "reverse": {"datasets": ["Photo"], "kinds": ["continuous"], "seeds": [0]}}).check()
     with pytest.raises(UserError, match=r"graph_tasks: unknown key\(s\) \['seeds'\]; valid: \['validity'"):

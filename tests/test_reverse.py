@@ -107,7 +107,7 @@ def test_an_interrupted_run_resumes_without_redoing_a_finished_seed(release, gcn
     calls = []
 
     def interrupted(*args, **kwargs):
-        calls.append(args[-2])
+        calls.append(args[5])
         if len(calls) == 2:
             raise KeyboardInterrupt  # the second seed is cut off, as by Ctrl-C
         return real(*args, **kwargs)
@@ -121,14 +121,14 @@ def test_an_interrupted_run_resumes_without_redoing_a_finished_seed(release, gcn
     assert not list(tmp_path.rglob("*.tmp*"))
 
     calls.clear()
-    monkeypatch.setattr(rv, "run_seed", lambda *a, **k: calls.append(a[-2]) or real(*a, **k))
+    monkeypatch.setattr(rv, "run_seed", lambda *a, **k: calls.append(a[5]) or real(*a, **k))
     block = run.run({"Cora": models}, seeds, "gcn-baseline")
     assert calls == ["gcn-baseline s1", "gcn-baseline s2"]  # seed 0 came from the cache
     assert schema_problems({"reverse": block}, {**load_schema("result"), "required": []}, "result") == []
     stages = [(r["stage"], r["layer"]) for r in block["by_stage"]]
     assert stages == [("hidden", 1), ("logits", 2)]  # a 2-layer GCN: one hidden layer, then the logits
-    assert block["timing"]["within_budget"] and len(block["timing"]["seed_compute_s"]) == 3
-    assert all(t > 0 for t in block["timing"]["seed_compute_s"])  # a cached seed keeps its measured time
+    assert block["timing"]["within_budget"] and len(block["timing"]["seed_cpu_s"]) == 3
+    assert all(t > 0 for t in block["timing"]["seed_cpu_s"])  # a cached seed keeps its measured time
 
     # Determinism: seed 0 recomputed from scratch gives the cached bytes; a second run reads everything.
     cached, _ = rv.read_cached(files[0])
@@ -144,7 +144,7 @@ def test_the_budget_stops_a_run_and_keeps_its_finished_seeds(release, gcn_seeds,
     with pytest.raises(UserError, match="reverse budget must be > 0 seconds"):
         ReverseRun(release, budget_s=0)
     run = ReverseRun(release, num_bootstrap=50, cache_root=tmp_path, budget_s=1.0)
-    with pytest.raises(BudgetExceeded, match=r"would take about \d+ s for 3 seeds \(\d+ s for 1\), over its budget "
+    with pytest.raises(BudgetExceeded, match=r"would take about \d+ CPU s for 3 seeds \(\d+ s for 1\), over its budget "
                                              r"of 1 s; the finished seeds are cached"):
         run.run({"Cora": models}, seeds, "gcn-baseline")
     assert [f.name for f in tmp_path.rglob("*.safetensors")] == ["seed-0.safetensors"]

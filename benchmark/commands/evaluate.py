@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "judged by the release's reference panel), which runs on releases whose manifest "
                              "states it (v2) and takes minutes")
     parser.add_argument("--reverse-budget", type=float, default=None, metavar="SECONDS",
-                        help="the reverse direction's compute budget, all seeds together (default "
+                        help="the reverse direction's budget in CPU seconds, all seeds together (default "
                              "600: 10 minutes of a 2-core CPU, DESIGN 4); a run projected over it stops, its "
                              "finished seeds cached; 0: measure without a limit")
 
@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if "reverse" in result:
         timing = result["reverse"]["timing"]
         budget = "no budget" if timing["budget_s"] is None else f"budget {timing['budget_s']:.0f} s"
-        print(f"reverse direction: {timing['compute_s']:.1f} s compute over {len(timing['seed_compute_s'])} seeds "
-              f"({budget})", file=say)
+        print(f"reverse direction: {timing['cpu_s']:.1f} CPU s ({timing['compute_s']:.1f} s wall) over "
+              f"{len(timing['seed_cpu_s'])} seeds ({budget})", file=say)
     failed = sorted(d for d, v in result["accuracy_floor"].items() if not v["passed"])
     if failed:
         print(f"below the accuracy floor on {', '.join(failed)}: listed, not ranked", file=say)

@@ -74,7 +74,8 @@ class ReverseProtocol:
 
     The evaluator makes metamers of a submitted model on ``datasets`` of ``kinds``, one per metamer
     seed of ``seeds``, at the release's ``stages`` (``early``/``late``/``logits``, mapped to each
-    model's own layers), with the release's engine options ``metamer_options`` and its validity
+    model's own layers; the block's own ``stages`` if it states them), with the release's engine
+    options ``metamer_options`` (the block's own ``metamer_options`` over them) and its validity
     criterion; the release's reference checkpoints (the panel) classify them. Stated in the
     manifest so that every evaluation of one release runs the same protocol.
     """
@@ -298,18 +299,20 @@ class Release:
         block = config.get("reverse")
         if not block:
             return None
-        unknown = sorted(set(block) - {"datasets", "kinds", "seeds"})
+        unknown = sorted(set(block) - {"datasets", "kinds", "seeds", "metamer_options", "stages"})
         missing = sorted({"datasets", "kinds", "seeds"} - set(block))
         if unknown or missing:
-            raise UserError(f"{self.root / MANIFEST_NAME}: generator.config.reverse must have exactly the keys "
-                            f"datasets, kinds, seeds; unknown {unknown}, missing {missing}")
+            raise UserError(f"{self.root / MANIFEST_NAME}: generator.config.reverse must have the keys datasets, "
+                            f"kinds, seeds and optionally metamer_options, stages; unknown {unknown}, missing {missing}")
         absent = sorted(set(block["datasets"]) - set(self.datasets))
         if absent:
             raise UserError(f"{self.root / MANIFEST_NAME}: generator.config.reverse names dataset(s) {absent} the "
                             f"release has no sets of; its datasets: {', '.join(self.datasets)}")
-        stages = config.get("stages") or ["late"]  # no stages stated: the last hidden layer (v1's one stage)
+        # The reverse block's own stages and engine options win over the release's.
+        stages = block.get("stages") or config.get("stages") or ["late"]  # none stated: the last hidden layer
+        options = {**(config.get("metamer_options") or {}), **(block.get("metamer_options") or {})}
         return ReverseProtocol(tuple(block["datasets"]), tuple(block["kinds"]), tuple(int(s) for s in block["seeds"]),
-                               tuple(stages), dict(config.get("metamer_options") or {}),
+                               tuple(stages), options,
                                str(config.get("validity", "centred")), float(config.get("validity_quantile", 0.99)))
 
     def panel(self, dataset: str, device: str = "cpu") -> list[tuple[str, object]]:
