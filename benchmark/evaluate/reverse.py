@@ -321,9 +321,9 @@ class ReverseRun:
     Args:
         release: an opened :class:`Release` whose manifest states ``reverse`` (else :class:`UserError`).
         num_bootstrap, bootstrap_seed: the CIs' replicates and their seed (as the forward scores).
-        cache_root: where finished seeds are kept (default ``$METAMER_BENCH_CACHE/reverse``); ``None``
-            with ``use_cache=False``: nothing is read or written (``--reproduce``).
-        budget_s: the compute time a submission may take, all seeds together (default 600 s);
+        cache_root: where finished seeds are kept (default ``$METAMER_BENCH_CACHE/reverse``);
+            ``use_cache=False``: nothing is read or written there (``--reproduce``).
+        budget_s: the CPU seconds a submission may take, all seeds together (default 600);
             ``None``: measured, not enforced.
     """
 
