@@ -23,6 +23,7 @@ from benchmark.evaluate import Evaluator, results_document
 from benchmark.evaluate.reverse import REVERSE_BUDGET_S
 from benchmark.metrics.scores import DEFAULT_BOOTSTRAP, check_bootstrap
 from benchmark.release.opened import Release
+from benchmark.sanity import CHECKS
 from benchmark.submissions import validate_submission
 
 
@@ -71,6 +72,10 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: Release | str
         "tier": card["tier"], "license": card["license"], "paper_url": card["paper_url"],
         "code_url": card["code_url"], "submission_sha256": sub.card_sha256,
         "weights_sha256": checked.weights_sha256,
+        # The red-flag checks every dataset and seed passed at intake (benchmark.sanity; a failure refuses).
+        "red_flags": {"checks": list(CHECKS), "passed": all(flag["passed"] for seeds in checked.red_flags.values()
+                                                             for flags in seeds.values() for flag in flags)
+                      and sorted(checked.red_flags) == sorted(checked.models)},
     }
     extra = {}
     if reverse and release is not None and release.reverse is not None:

@@ -16,7 +16,7 @@ each at q in ``--quantiles`` (the metamers are optimised once; only the test cha
 A criterion is usable where metamers can be valid, near twins are >= 0.95 valid and far twins
 <= 0.05 (DESIGN 3). Prints one row per (kind, stage, match, criterion) and writes JSON lines.
 
-    python scripts/graph_criteria.py --dataset NCI1 --checkpoint data_cards/v2/checkpoints/NCI1/gin-s1000 \
+    python scripts/graph_criteria.py --dataset NCI1 --checkpoint docs/validity_v2/checkpoints/NCI1/gin-s1000 \
         --out docs/validity_v2/graph_criteria_nci1.jsonl
 """
 from __future__ import annotations

@@ -203,6 +203,21 @@ def test_small_sets_are_flagged_with_no_ci():
     assert scored.aggregate["clean_acc"].ci_low is not None  # small sets still enter the aggregate
 
 
+def test_sets_that_are_not_ranked_stay_out_of_the_aggregate():
+    from benchmark.metrics.scores import bootstrap_scores
+
+    good = _outcomes([1, 0] * 20, list(range(40)), same={"metamer": [0, 1] * 20})
+    bad = _outcomes([0, 0] * 20, list(range(40)), same={"metamer": [1, 1] * 20})
+    both = bootstrap_scores([good, bad], ["a", "b"], num_boot=50)
+    only = bootstrap_scores([good, bad], ["a", "b"], num_boot=50, ranked=[True, False])
+    alone = bootstrap_scores([good], ["a"], num_boot=50)
+    assert only.aggregate["clean_acc"].mean == alone.aggregate["clean_acc"].mean == 0.5
+    assert both.aggregate["clean_acc"].mean == 0.25  # averaged in, the failed set would halve it
+    assert only.per_set[1]["clean_acc"].mean == 0.0  # still scored and reported
+    with pytest.raises(ValueError, match="no ranked set to aggregate"):
+        bootstrap_scores([good, bad], ["a", "b"], num_boot=50, ranked=[False, False])
+
+
 def test_paired_difference_separates_only_outside_the_noise():
     from benchmark.metrics.scores import MDE_FACTOR, paired_difference
 

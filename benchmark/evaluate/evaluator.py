@@ -127,6 +127,14 @@ class Evaluator:
         self.num_classes, self._classes_exact = self._class_counts(num_classes)
         self.reference_acc, self.reference_model = self._reference_acc(reference_acc)
         self._index = [index_set(s) for s in self.sets]
+        # Release v2 marks sets whose controls failed ``ranked: false``: scored and shown, not aggregated.
+        flags = {(e["dataset"], e["reference_model"], e["kind"], e["layer"]): e["ranked"]
+                 for e in (self.release.sets if self.release is not None else []) if "ranked" in e}
+        self.ranked: list[bool] | None = ([bool(flags.get((f.dataset, f.reference_model, f.kind, f.layer), True))
+                                           for f in self.sets] if flags else None)
+        if self.ranked is not None and not any(self.ranked):
+            raise UserError(f"none of the {len(self.sets)} sets scored is ranked (each failed its controls or "
+                            f"stayed below 0.90 valid metamers; see the release card), so there is no aggregate")
 
     # -- construction helpers ----------------------------------------------------------------------------------
     def _class_counts(self, given: Mapping[str, int] | None) -> tuple[dict[str, int], dict[str, bool]]:
@@ -264,15 +272,16 @@ class Evaluator:
         preds = {r: p.argmax(-1) for r, p in probs.items()}
         outcomes = [set_outcomes(index, probs, preds) for index in self._index]
         keys = [s.key for s in self.sets]
-        scored = bootstrap_scores(outcomes, keys, self.num_bootstrap, self.bootstrap_seed)
+        scored = bootstrap_scores(outcomes, keys, self.num_bootstrap, self.bootstrap_seed, self.ranked)
         sets, cross = [], []
-        for frozen, outcome, intervals in zip(self.sets, outcomes, scored.per_set):
+        for i, (frozen, outcome, intervals) in enumerate(zip(self.sets, outcomes, scored.per_set)):
             scores = {name: intervals[name].to_dict(DIGITS) for name in SCORE_NAMES}
             small = small_sample(outcome)
             sets.append({"key": frozen.key, "dataset": frozen.dataset, "task": frozen.task,
                          "reference_model": frozen.reference_model, "kind": frozen.kind, "layer": frozen.layer,
                          "num_units": outcome.num_units, "num_matched_units": outcome.num_matched_units,
-                         "small_sample": small, "num_observations": outcome.counts(), "scores": scores})
+                         "small_sample": small, "num_observations": outcome.counts(), "scores": scores,
+                         **({"ranked": self.ranked[i]} if self.ranked is not None else {})})
             cross.append({"dataset": frozen.dataset, "kind": frozen.kind, "reference_model": frozen.reference_model,
                           "layer": frozen.layer, "evaluated_model": model_name,
                           "num_matched_units": outcome.num_matched_units, "small_sample": small,

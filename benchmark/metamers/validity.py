@@ -54,6 +54,19 @@ def distance_rows(a: Tensor, b: Tensor) -> Tensor:
     return (a.double() - b.double()).norm(dim=1).float()
 
 
+def _random_pairs(h: Tensor, num_pairs: int, seed: int, distinct_rows: bool) -> tuple[Tensor, Tensor]:
+    """``num_pairs`` seeded random pairs ``(u, v)`` of rows of ``h [N, d]`` with ``u != v``; with
+    ``distinct_rows``, pairs whose two rows are identical are dropped. Needs ``N >= 2``."""
+    n = h.size(0)
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randint(n, (num_pairs,), generator=g)
+    v = (u + 1 + torch.randint(n - 1, (num_pairs,), generator=g)) % n  # v != u
+    if distinct_rows:
+        keep = (h[u] - h[v]).abs().amax(1) > 1e-6 * (1 + h[u].abs().amax(1))
+        u, v = u[keep], v[keep]
+    return u, v
+
+
 def null_threshold(h: Tensor, quantile: float = 0.999, num_pairs: int = 20000, seed: int = 0,
                    distinct_rows: bool = False) -> float:
     """The ``quantile`` of Pearson r between rows of ``h [N, d]`` for random distinct pairs.
@@ -61,17 +74,11 @@ def null_threshold(h: Tensor, quantile: float = 0.999, num_pairs: int = 20000, s
     ``distinct_rows`` also drops pairs whose rows are identical: graph datasets hold duplicate
     graphs (MUTAG has isomorphic molecules), whose r = 1 would otherwise make the null unbeatable.
     """
-    n = h.size(0)
-    if n < 2:
+    if h.size(0) < 2:
         return 1.0
-    g = torch.Generator().manual_seed(seed)
-    u = torch.randint(n, (num_pairs,), generator=g)
-    v = (u + 1 + torch.randint(n - 1, (num_pairs,), generator=g)) % n  # v != u
-    if distinct_rows:
-        keep = (h[u] - h[v]).abs().amax(1) > 1e-6 * (1 + h[u].abs().amax(1))
-        u, v = u[keep], v[keep]
-        if u.numel() == 0:
-            return 1.0
+    u, v = _random_pairs(h, num_pairs, seed, distinct_rows)
+    if u.numel() == 0:
+        return 1.0
     r = pearson_rows(h[u].cpu(), h[v].cpu())
     return float(torch.quantile(r.double(), quantile))
 
@@ -81,18 +88,13 @@ def distance_null_threshold(h: Tensor, quantile: float = 0.99, num_pairs: int = 
     distinct rows: a variant nearer its original than this is nearer than ``quantile`` of random
     pairs of different units are to each other. Pairs of identical rows (duplicate or isomorphic
     graphs) are dropped, as in :func:`null_threshold`; ``0.0`` when no distinct pair exists."""
-    n = h.size(0)
-    if n < 2:
+    if h.size(0) < 2:
         return 0.0
-    g = torch.Generator().manual_seed(seed)
-    u = torch.randint(n, (num_pairs,), generator=g)
-    v = (u + 1 + torch.randint(n - 1, (num_pairs,), generator=g)) % n  # v != u
-    h = h.detach().cpu().double()
-    d = (h[u] - h[v]).norm(dim=1)
-    d = d[d > 1e-6 * (1 + h[u].abs().amax(1))]
-    if d.numel() == 0:
+    h = h.detach().cpu()
+    u, v = _random_pairs(h, num_pairs, seed, distinct_rows=True)
+    if u.numel() == 0:
         return 0.0
-    return float(torch.quantile(d, 1 - quantile))
+    return float(torch.quantile(distance_rows(h[u], h[v]).double(), 1 - quantile))
 
 
 @dataclass

@@ -408,7 +408,7 @@ def _mean_over_sets(per_seed: Sequence[dict[str, Tensor]], boots: Sequence[dict[
 
 
 def bootstrap_scores(outcomes: Sequence[SetOutcomes], keys: Sequence[str], num_boot: int = DEFAULT_BOOTSTRAP,
-                     seed: int = 0) -> BootstrapScores:
+                     seed: int = 0, ranked: Sequence[bool] | None = None) -> BootstrapScores:
     """Per-set and aggregated intervals for every score.
 
     Each set draws its own unit weights (seeded by ``seed`` and its key, so adding a set does
@@ -416,6 +416,8 @@ def bootstrap_scores(outcomes: Sequence[SetOutcomes], keys: Sequence[str], num_b
     model-seed draws are shared by all sets so the aggregate (mean over sets) resamples seeds once
     per replicate. A set with fewer than :data:`MIN_UNITS` units (matched units for every score
     but ``clean_acc``) gets no CI of its own; its replicates still enter the aggregate.
+    ``ranked`` (one flag per set; default all): only ranked sets enter the aggregate, since a set
+    whose controls failed carries no signal to average in (DESIGN 5); every set keeps its own scores.
     """
     if not outcomes:
         raise ValueError("no frozen sets to score")
@@ -435,7 +437,15 @@ def bootstrap_scores(outcomes: Sequence[SetOutcomes], keys: Sequence[str], num_b
                   for name in SCORE_NAMES}
         per_set.append({name: summarize(seeds_scores[name], boot[name], with_ci=enough[name])
                         for name in SCORE_NAMES})
-    aggregate, aggregate_boot = _mean_over_sets(per_seed, boots)
+    if ranked is None:
+        aggregate, aggregate_boot = _mean_over_sets(per_seed, boots)
+    else:
+        if len(ranked) != len(outcomes):
+            raise ValueError(f"ranked has {len(ranked)} flags for {len(outcomes)} sets")
+        chosen = [i for i, flag in enumerate(ranked) if flag]
+        if not chosen:
+            raise ValueError("no ranked set to aggregate: every set failed its controls")
+        aggregate, aggregate_boot = _mean_over_sets([per_seed[i] for i in chosen], [boots[i] for i in chosen])
     return BootstrapScores(per_set, per_seed, boots, aggregate, aggregate_boot)
 
 

@@ -14,6 +14,14 @@ an interrupted build re-run redoes nothing finished. Timing (per step, the total
 it was measured on) lives only in the state, never in a hashed file, so a rebuild on the same
 machine and library versions gives byte-identical shards, checkpoints, README.md and MANIFEST.json:
 the manifest's hash is the release's identity.
+
+The work of a unit is two pure functions, :func:`train_reference` (a checkpoint) and
+:func:`unit_shard` (a shard's bytes), so another executor can run them elsewhere and hand back the
+bytes: ``--executor ray`` (:mod:`benchmark.executors.ray_build`) writes them with
+:meth:`ReleaseBuilder.record_checkpoint` / :meth:`ReleaseBuilder.record_unit` and assembles card
+and manifest with :meth:`ReleaseBuilder.complete`. The bytes depend on torch's thread count (float
+reductions split by thread): the same build with another ``torch.get_num_threads()`` can give
+other weights and shards.
 """
 from __future__ import annotations
 
@@ -28,9 +36,9 @@ import yaml
 from tqdm.auto import tqdm
 
 from benchmark import __version__
-from benchmark.checkpoints import CARD_NAME, load_checkpoint, save_checkpoint
+from benchmark.checkpoints import CARD_NAME, WEIGHTS_NAME, load_checkpoint, save_checkpoint
 from benchmark.errors import UserError, unknown_choice
-from benchmark.files import atomic_write_json, read_json, sha256_file
+from benchmark.files import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from benchmark.graphs import GraphDataset, get_spec, load_dataset
 from benchmark.models import MODEL_REGISTRY, ModelConfig, default_config
 from benchmark.models.config import DATASET_FIELDS
@@ -328,6 +336,54 @@ def base_records(dataset: GraphDataset) -> list[GraphRecord]:
     return out
 
 
+def checkpoint_key(unit: Unit) -> str:
+    """State key of a unit's reference checkpoint (shared by every kind and stage of that reference)."""
+    return f"checkpoint/{unit.dataset}/{unit.reference_model}"
+
+
+def train_reference(config: ReleaseConfig, dataset: GraphDataset, unit: Unit, device: str = "cpu"):
+    """Train a unit's reference model; returns ``(model on the CPU, card fields)`` for :func:`save_checkpoint`.
+
+    A pure function of the config, the dataset and the unit, so any process (this one or a Ray
+    worker, ``benchmark.executors.ray_build``) trains the same weights on the same CPU kernels
+    (``device="cuda"`` trains on a GPU: reproducible only up to float rounding, see ``train_model``).
+    """
+    from benchmark.training import train_model
+
+    model_config = default_config(unit.arch, dataset.num_features, dataset.num_classes, task=dataset.task,
+                                  **config.model_fields(unit.reference))
+    model, metrics = train_model(dataset, model_config, seed=unit.seed, device=device, **config.train_options)
+    meta = {"dataset": unit.dataset, "seed": unit.seed, "metrics": _strip_timing(metrics)}
+    if unit.v2:
+        meta["reference"] = unit.reference
+    return model, meta
+
+
+def unit_shard(config: ReleaseConfig, dataset: GraphDataset, model, unit: Unit,
+               bases: dict[str, GraphRecord]) -> tuple[bytes, dict]:
+    """The shard bytes of one unit and its state entry (timing, layer, task, summary).
+
+    ``model``: the unit's reference as loaded from its checkpoint; ``bases``: the records of the
+    dataset's base shard as read back from ``data/bases``. Pure in its inputs (metamer seeds come
+    from the config), which is what lets the in-process and the Ray build give the same bytes.
+    """
+    from benchmark.metamers import make_frozen_set, seed_summary
+    from benchmark.release.shards import records_to_table, table_bytes
+
+    t0 = time.perf_counter()
+    options = config.set_options(dataset.task) if unit.v2 else config.metamer_options
+    frozen_set = make_frozen_set(dataset, model, unit.reference_model, unit.kind, config.seeds, layer=unit.layer,
+                                 progress=False, **options)
+    for record in frozen_set.originals + frozen_set.variants:
+        record.stats = _strip_timing(record.stats)
+    data = table_bytes(records_to_table(frozen_set.originals + frozen_set.variants, references=bases))
+    info = {"wall_s": round(time.perf_counter() - t0, 2), "layer": frozen_set.layer, "task": frozen_set.task,
+            "summary": seed_summary(frozen_set)}
+    if unit.v2:
+        info.update(stage=unit.stage, num_hidden_layers=model.num_hidden_layers)
+    return data, info
+
+
 class BuildIncomplete(UserError):
     """A build stopped (by ``only``) before every set was built; re-running it goes on."""
 
@@ -358,7 +414,7 @@ class ReleaseBuilder:
         self.state.setdefault("steps", {})
         self._datasets: dict[str, GraphDataset] = {}
 
-    def _save_state(self) -> None:
+    def save_state(self) -> None:
         atomic_write_json(self.state_path, self.state)
 
     def _done(self, key: str, path: Path) -> bool:
@@ -367,7 +423,7 @@ class ReleaseBuilder:
 
     def _record(self, key: str, path: Path, **info) -> None:
         self.state["steps"][key] = {"sha256": sha256_file(path), **info}
-        self._save_state()
+        self.save_state()
 
     def dataset(self, name: str) -> GraphDataset:
         if name not in self._datasets:
@@ -413,22 +469,48 @@ class ReleaseBuilder:
 
     def checkpoint(self, unit: Unit):
         folder = self.root / unit.checkpoint
-        key = f"checkpoint/{unit.dataset}/{unit.reference_model}"
+        key = checkpoint_key(unit)
         if self._done(key, folder / CARD_NAME):
             return load_checkpoint(folder)[0]
-        from benchmark.training import train_model
-
-        dataset = self.dataset(unit.dataset)
-        config = default_config(unit.arch, dataset.num_features, dataset.num_classes, task=dataset.task,
-                                **self.config.model_fields(unit.reference))
         start = time.perf_counter()
-        model, metrics = train_model(dataset, config, seed=unit.seed, **self.config.train_options)
-        meta = {"dataset": unit.dataset, "seed": unit.seed, "metrics": _strip_timing(metrics)}
-        if unit.v2:
-            meta["reference"] = unit.reference
+        model, meta = train_reference(self.config, self.dataset(unit.dataset), unit)
         save_checkpoint(model, folder, meta)
         self._record(key, folder / CARD_NAME, wall_s=round(time.perf_counter() - start, 2))
         return load_checkpoint(folder)[0]
+
+    def checkpoint_done(self, unit: Unit) -> bool:
+        """Whether the unit's reference checkpoint is written and its card hashes as recorded."""
+        return self._done(checkpoint_key(unit), self.root / unit.checkpoint / CARD_NAME)
+
+    def record_checkpoint(self, unit: Unit, files: dict[str, bytes], wall_s: float) -> None:
+        """Write a checkpoint made elsewhere (``{file name: bytes}`` of :func:`save_checkpoint`'s
+        folder) file by file atomically, the card last, and record it: a checkpoint counts as done
+        only once its card is written and recorded, so a half-written folder is retrained."""
+        folder = self.root / unit.checkpoint
+        if set(files) != {WEIGHTS_NAME, CARD_NAME}:
+            raise UserError(f"checkpoint {unit.checkpoint}: expected files {sorted([WEIGHTS_NAME, CARD_NAME])}, "
+                            f"got {sorted(files)}")
+        atomic_write_bytes(folder / WEIGHTS_NAME, files[WEIGHTS_NAME])
+        atomic_write_bytes(folder / CARD_NAME, files[CARD_NAME])
+        self._record(checkpoint_key(unit), folder / CARD_NAME, wall_s=round(wall_s, 2))
+
+    def write_bases(self) -> None:
+        """Write (or keep) ``data/bases/<dataset>.parquet`` of every dataset: the first step of a build."""
+        for name in self.config.datasets:
+            path = self.base_path(name)
+            if not self._done(f"base/{name}", path):
+                write_records(path, base_records(self.dataset(name)))
+                self._record(f"base/{name}", path)
+
+    def pending(self) -> list[Unit]:
+        """The units whose shard is not built yet (missing, or not hashing to its recorded SHA-256)."""
+        return [u for u in self.units() if not self._done(u.state_key, self.root / u.shard)]
+
+    def record_unit(self, unit: Unit, data: bytes, info: dict) -> None:
+        """Write a finished unit's shard atomically and record it (with ``info``) in the state."""
+        shard = self.root / unit.shard
+        atomic_write_bytes(shard, data)  # a shard is whole or absent; the state names it only after
+        self._record(unit.state_key, shard, **info)
 
     def build(self, only: int | None = None, minutes: float | None = None) -> Path:
         """Build every unfinished unit, then the card and manifest.
@@ -437,42 +519,29 @@ class ReleaseBuilder:
         :class:`BuildIncomplete` (a build longer than one sitting is committed and resumed in parts:
         finished shards, checkpoints and ``.build/state.json`` are all it needs).
         """
-        from benchmark.metamers import make_frozen_set, seed_summary
-
         start = time.perf_counter()
-        for name in self.config.datasets:
-            path = self.base_path(name)
-            if not self._done(f"base/{name}", path):
-                write_records(path, base_records(self.dataset(name)))
-                self._record(f"base/{name}", path)
+        self.write_bases()
         units = self.units()
         done_now = 0
         bar = tqdm(units, desc="build-release", disable=not self.progress)
         for unit in bar:
             bar.set_postfix_str(unit.state_key[4:])
-            shard = self.root / unit.shard
-            if self._done(unit.state_key, shard):
+            if self._done(unit.state_key, self.root / unit.shard):
                 continue
             if (only is not None and done_now >= only) or (minutes is not None and time.perf_counter() - start > 60 * minutes):
                 break
             model = self.checkpoint(unit)
-            t0 = time.perf_counter()
-            dataset = self.dataset(unit.dataset)
-            options = (self.config.set_options(dataset.task) if unit.v2 else self.config.metamer_options)
-            frozen_set = make_frozen_set(dataset, model, unit.reference_model, unit.kind,
-                                         self.config.seeds, layer=unit.layer, progress=False, **options)
-            for record in frozen_set.originals + frozen_set.variants:
-                record.stats = _strip_timing(record.stats)
             bases = {r.id: r for r in read_records(self.base_path(unit.dataset))}
-            write_records(shard, frozen_set.originals + frozen_set.variants, references=bases)
-            info = {"wall_s": round(time.perf_counter() - t0, 2), "layer": frozen_set.layer, "task": frozen_set.task,
-                    "summary": seed_summary(frozen_set)}
-            if unit.v2:
-                info.update(stage=unit.stage, num_hidden_layers=model.num_hidden_layers)
-            self._record(unit.state_key, shard, **info)
+            data, info = unit_shard(self.config, self.dataset(unit.dataset), model, unit, bases)
+            self.record_unit(unit, data, info)
             done_now += 1
         self.state["last_run_s"] = round(time.perf_counter() - start, 2)
-        self._save_state()
+        self.save_state()
+        return self.complete()
+
+    def complete(self) -> Path:
+        """Assemble card and manifest when every unit's shard is built, else raise :class:`BuildIncomplete`."""
+        units = self.units()
         missing = [u.state_key for u in units if not self._done(u.state_key, self.root / u.shard)]
         if missing:
             raise BuildIncomplete(f"{len(missing)} of {len(units)} sets are not built yet (next: {missing[0]}); "
@@ -504,7 +573,7 @@ class ReleaseBuilder:
         self.state["build"] = {"wall_s": round(sum(s.get("wall_s", 0.0) for s in steps.values()), 1),
                                "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                                           f"{torch.get_num_threads()} torch threads"}
-        self._save_state()
+        self.save_state()
         write_card(self.root, self.config, sets, summaries)
         header = {"name": self.config.name, "release": self.config.release, "version": self.config.version,
                   "bases": {name: f"data/bases/{name}.parquet" for name in self.config.datasets}, "sets": sets,

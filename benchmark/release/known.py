@@ -25,6 +25,9 @@ KNOWN_RELEASES: tuple[KnownRelease, ...] = (
     KnownRelease("metamer-bench-v1", "1.0.0",
                  "b1cf314d48d3cf5515ed7a65b8236a06d8f1e5aaa63a110d2af85b6c047b9832",
                  {"CiteSeer": 0.707, "Cora": 0.815, "MUTAG": 0.95, "Photo": 0.898345}),
+    KnownRelease("metamer-bench-v2", "2.0.0",
+                 "0e9e7cdd4568cb333054b499a8e05a6a0cba4d1d9a9445322635b6430448dbdb",
+                 {"CiteSeer": 0.693, "Cora": 0.825, "Photo": 0.893931}),
 )
 
 
