@@ -174,12 +174,24 @@ def test_evaluate_writes_both_directions_on_a_release_that_states_reverse(built_
     from benchmark.reproduce import compare_results
     from benchmark.scoring import evaluate_submission
 
+    import copy
+
+    from benchmark.evaluate import Evaluator
+
     monkeypatch.setenv("METAMER_BENCH_CACHE", str(tmp_path))
-    result = evaluate_submission(ENTRY, built_v2, num_bootstrap=50, reverse_budget_s=None)
+    # The tiny release's sets (6 engine steps) fail their controls, so none is ranked and the forward
+    # direction has no aggregate; counted as ranked here, which the reverse direction does not read.
+    opened = Release.open(built_v2)
+    manifest = copy.deepcopy(opened.manifest)
+    for entry in manifest["sets"]:
+        entry["ranked"] = True
+    release = Release(opened.root, manifest, opened.manifest_sha256, opened.mode)
+    evaluator = Evaluator(release, num_bootstrap=50)
+    result = evaluate_submission(ENTRY, release, evaluator=evaluator, reverse_budget_s=None)
     assert schema_problems(result, load_schema("result"), "result") == []
     assert result["reverse"]["protocol"]["kinds"] == ["continuous"] and result["aggregate"]["transfer"]
     assert list(tmp_path.glob("reverse/*/seed-*.safetensors"))
-    skipped = evaluate_submission(ENTRY, built_v2, num_bootstrap=50, reverse=False)
+    skipped = evaluate_submission(ENTRY, release, evaluator=evaluator, reverse=False)
     assert "reverse" not in skipped
     # reverse.timing describes the run, not the result: --reproduce does not compare it.
     moved = json.loads(json.dumps(result))
