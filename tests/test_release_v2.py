@@ -217,6 +217,13 @@ def test_a_v2_release_opens_once_with_the_facts_written_at_build_time(built_v2):
     assert evaluator.release is release and evaluator.release_info == release.identity
     assert evaluator.dims == {"MUTAG": release.dims["MUTAG"]}
     assert evaluator.reference_acc == {"MUTAG": release.reference_best("MUTAG")[0]}
+    # The tiny build's MUTAG sets (6 steps) fail their controls: scored, never averaged into an aggregate.
+    assert evaluator.ranked == [s["ranked"] for s in sorted(release.select(dataset="MUTAG"), key=lambda s: s["key"])]
+    if not any(evaluator.ranked):
+        probs = {rid: torch.full((1, r.num_nodes if r.task == "node" else 1, 2), 0.5)
+                 for rid, r in evaluator.records.items()}
+        with pytest.raises(UserError, match="none of the 3 sets scored is ranked"):
+            evaluator.score_probabilities(probs, [0], "uniform")
 
 
 def test_v2_config_errors_name_what_is_valid():

@@ -132,9 +132,6 @@ class Evaluator:
                  for e in (self.release.sets if self.release is not None else []) if "ranked" in e}
         self.ranked: list[bool] | None = ([bool(flags.get((f.dataset, f.reference_model, f.kind, f.layer), True))
                                            for f in self.sets] if flags else None)
-        if self.ranked is not None and not any(self.ranked):
-            raise UserError(f"none of the {len(self.sets)} sets scored is ranked (each failed its controls or "
-                            f"stayed below 0.90 valid metamers; see the release card), so there is no aggregate")
 
     # -- construction helpers ----------------------------------------------------------------------------------
     def _class_counts(self, given: Mapping[str, int] | None) -> tuple[dict[str, int], dict[str, bool]]:
@@ -269,6 +266,9 @@ class Evaluator:
         """:meth:`score_probabilities` and the bootstrap behind it (per-set and aggregate replicates):
         two models scored by one evaluator share their unit draws, so differences of their replicates
         are a paired bootstrap (:func:`benchmark.metrics.scores.paired_difference`)."""
+        if self.ranked is not None and not any(self.ranked):
+            raise UserError(f"none of the {len(self.sets)} sets scored is ranked (each failed its controls or "
+                            f"stayed below 0.90 valid metamers; see the release card), so there is no aggregate")
         preds = {r: p.argmax(-1) for r, p in probs.items()}
         outcomes = [set_outcomes(index, probs, preds) for index in self._index]
         keys = [s.key for s in self.sets]

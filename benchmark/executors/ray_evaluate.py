@@ -2,7 +2,7 @@
 
 Contract:
 
-- Each entry is one task running :func:`benchmark.evaluate.evaluate_submission`, the function the
+- Each entry is one task running :func:`benchmark.scoring.evaluate_submission`, the function the
   in-process ``evaluate`` runs, with the same release, bootstrap count and device, and torch on
   ``threads`` threads (``evaluate``'s ``--threads``, default 1). Its results document is therefore
   the in-process one, wall time and hardware aside (``tests/test_ray.py`` checks it against the
@@ -38,7 +38,8 @@ def evaluate_task(entry: str, release: str, num_bootstrap: int, device: str, thr
     """Score one entry in a Ray worker; returns its results document and the task's timing."""
     import torch
 
-    from benchmark.evaluate import Evaluator, evaluate_submission
+    from benchmark.evaluate import Evaluator
+    from benchmark.scoring import evaluate_submission
     from benchmark.executors.ray_cluster import peak_rss_mb, peak_rss_reset
 
     torch.set_num_threads(threads)
