@@ -61,6 +61,7 @@ def main() -> int:
     parser.add_argument("--num-seeds", type=int, default=None,
                         help="run only the first N model seeds (the figure for 3 seeds is then projected, and "
                              "printed as a projection)")
+    parser.add_argument("--only-seed", type=int, default=None, help="run only this model seed (e.g. the slowest)")
     parser.add_argument("--max-iterations", type=int, default=None, help="override the release's max_iterations")
     parser.add_argument("--patience", type=int, default=None, help="override the release's patience")
     parser.add_argument("--stages", nargs="+", default=None, help="override the release's stages")
@@ -99,9 +100,14 @@ def main() -> int:
     for entry in args.entries:
         checked = validate_submission(ROOT / "submissions" / entry, datasets=list(protocol.datasets),
                                       dims={d: release.dims[d] for d in protocol.datasets})
-        seeds = checked.submission.seeds[:args.num_seeds] if args.num_seeds else checked.submission.seeds
+        picked = [i for i, s in enumerate(checked.submission.seeds) if args.only_seed in (None, s)]
+        picked = picked[:args.num_seeds] if args.num_seeds else picked
+        if not picked:
+            raise SystemExit(f"{entry} has no seed {args.only_seed}; its seeds: {checked.submission.seeds}")
+        seeds = [checked.submission.seeds[i] for i in picked]
         t0 = time.perf_counter()
-        block = run.run({d: checked.models[d][:len(seeds)] for d in protocol.datasets}, seeds, entry, progress=True)
+        block = run.run({d: [checked.models[d][i] for i in picked] for d in protocol.datasets}, seeds, entry,
+                        progress=True)
         wall = time.perf_counter() - t0
         timing = block["timing"]
         figures[entry] = {"wall_s": round(wall, 1), "cpu_s": timing["cpu_s"], "seed_cpu_s": timing["seed_cpu_s"],
