@@ -15,7 +15,7 @@ round differently, so a probability moves by ~1e-7 and a rounded score by ~1e-6 
 * numbers with a float on either side: ``|fresh - recorded| <= atol``; integers (counts, seeds,
   replicates) and booleans (the accuracy floor's ``passed``) must be equal; ``None`` only matches ``None``;
 * mappings must have the same keys, lists the same length (every missing or extra key is named);
-* ``wall_s`` and ``hardware`` describe the run, not the result, and are skipped;
+* ``wall_s``, ``hardware`` and ``reverse.timing`` describe the run, not the result, and are skipped;
   ``library_versions`` that differ are listed as notes, not failures (a result may still agree).
 
 Every field beyond tolerance is named by its JSON path, with both values, so a failed check says
@@ -39,6 +39,8 @@ SCORE_ATOL = 1e-4
 # same best epoch and the same val/test accuracy; under avx2 it has the shipped SHA-256.
 WEIGHT_ATOL = 1e-4
 IGNORED = frozenset({"wall_s", "hardware"})
+# Nested fields that describe the run, not the result: the reverse direction's compute times.
+IGNORED_PATHS = frozenset({"reverse.timing"})
 NOTED = frozenset({"library_versions"})
 
 
@@ -76,7 +78,7 @@ def _walk(fresh: Any, recorded: Any, path: str, report: ReproReport) -> None:
     if isinstance(recorded, dict) and isinstance(fresh, dict):
         for key in sorted(set(recorded) | set(fresh), key=str):
             sub = f"{path}.{key}" if path else str(key)
-            if not path and key in IGNORED:
+            if (not path and key in IGNORED) or sub in IGNORED_PATHS:
                 continue
             if key not in fresh:
                 report.differences.append(f"{sub}: recorded {recorded[key]!r}, missing from the fresh result")

@@ -20,6 +20,7 @@ import time
 from benchmark.devices import check_device
 from benchmark.errors import UserError
 from benchmark.evaluate import Evaluator, results_document
+from benchmark.evaluate.reverse import REVERSE_BUDGET_S
 from benchmark.metrics.scores import DEFAULT_BOOTSTRAP, check_bootstrap
 from benchmark.release.opened import Release
 from benchmark.sanity import CHECKS
@@ -28,11 +29,16 @@ from benchmark.submissions import validate_submission
 
 def evaluate_submission(entry_dir: str | os.PathLike, release_dir: Release | str | os.PathLike,
                         num_bootstrap: int = DEFAULT_BOOTSTRAP, device: str = "cpu", progress: bool = False,
-                        evaluator: Evaluator | None = None) -> dict:
+                        evaluator: Evaluator | None = None, reverse: bool = True,
+                        reverse_budget_s: float | None = REVERSE_BUDGET_S, reverse_cache: bool = True) -> dict:
     """Validate ``entry_dir`` (every check of ``validate``), score it on the release, return the results document.
 
     ``evaluator``: an evaluator already built on the release (scoring several entries; then
-    ``release_dir`` and ``num_bootstrap`` are its). The document matches
+    ``release_dir`` and ``num_bootstrap`` are its). Both directions run on a release whose manifest
+    states a reverse protocol (v2): the forward scores, then the reverse direction
+    (:mod:`benchmark.evaluate.reverse`, the results' ``reverse`` block) unless ``reverse=False``;
+    ``reverse_budget_s`` (None: measured, not enforced) and ``reverse_cache`` (finished seeds kept
+    and reused; off for ``--reproduce``) are its knobs. The document matches
     ``benchmark/schemas/result.schema.json``; apart from ``wall_s`` the same inputs give the same
     bytes on one CPU kernel family, and scores within ``benchmark.reproduce.SCORE_ATOL`` on another
     CPU (``benchmark.reproduce`` compares them).
@@ -71,4 +77,12 @@ def evaluate_submission(entry_dir: str | os.PathLike, release_dir: Release | str
                                                              for flags in seeds.values() for flag in flags)
                       and sorted(checked.red_flags) == sorted(checked.models)},
     }
-    return results_document(sub.entry, submission, evaluator, scores, start)
+    extra = {}
+    if reverse and release is not None and release.reverse is not None:
+        from benchmark.evaluate.reverse import ReverseRun
+
+        run = ReverseRun(release, num_bootstrap=evaluator.num_bootstrap, bootstrap_seed=evaluator.bootstrap_seed,
+                         use_cache=reverse_cache, budget_s=reverse_budget_s, device=device)
+        models = {d: checked.models[d] for d in release.reverse.datasets if d in checked.models}
+        extra["reverse"] = run.run(models, sub.seeds, sub.entry, progress=progress)
+    return results_document(sub.entry, submission, evaluator, scores, start, **extra)

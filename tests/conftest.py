@@ -93,3 +93,21 @@ def cora_eval():
     from benchmark.evaluate import Evaluator
 
     return Evaluator(Path(__file__).resolve().parents[1] / "data_cards" / "v1", datasets=["Cora"], num_bootstrap=200)
+
+
+@pytest.fixture(scope="session")
+def built_v2(tmp_path_factory, cora, mutag):
+    """The tiny release v2 of tests/tiny_release.py, built once per session (in two parts: one set, then
+    the rest, which is how a long build resumes)."""
+    from tiny_release import TINY_V2
+
+    from benchmark.release.build import ReleaseBuilder, ReleaseConfig
+
+    root = tmp_path_factory.mktemp("release") / "v9"
+    config = ReleaseConfig(**TINY_V2)
+    config.check()
+    builder = ReleaseBuilder(config, root, progress=False)
+    with pytest.raises(UserError, match="not built yet"):
+        builder.build(only=1)  # a build in parts: one set, then stop
+    ReleaseBuilder(config, root, progress=False).build()
+    return root

@@ -11,11 +11,12 @@ from benchmark.metamers.structure import original_pairs, sample_candidates
 from benchmark.metamers.twins import matched_far_twin, moved_words, near_twin
 from benchmark.metamers.validity import StageCriterion
 from benchmark.metrics.distances import undirected_pairs
-from benchmark.release.build import ReleaseBuilder, ReleaseConfig, stage_layers
+from benchmark.release.build import ReleaseConfig, stage_layers
 from benchmark.release.card import read_card, set_verdict
 from benchmark.release.loader import load_frozen_sets
 from benchmark.release.manifest import read_manifest
 from benchmark.release.verify import verify_release
+from tiny_release import TINY_V2
 
 
 @pytest.fixture(scope="module")
@@ -174,33 +175,6 @@ def test_stage_layers_name_early_late_and_logits():
     assert stage_layers(["early", "late", "logits"], 1) == [(1, "hidden"), (2, "logits")]
 
 
-TINY_V2 = {
-    "name": "metamer-bench-test-v2", "release": "v9", "version": "0.0.2", "seeds": [0],
-    "kinds": ["feature", "continuous", "structure"], "train_seed": 1000, "protocol": "v2", "validity": "centred",
-    "reference_seeds": [1000], "stages": ["early", "late", "logits"],
-    "metamer_options": {"max_iterations": 6, "patience": 3, "pearson_weight": 1.0, "edge_budget": 0.25,
-                        "candidate_source": "mixed", "continuous_levels": 16},
-    "train_options": {"epochs": 20, "patience": 20},
-    "references": {"gcn3r": {"arch": "gcn", "num_layers": 3, "residual": True}},
-    "datasets": {"Cora": {"models": ["gcn3r"], "kinds": ["continuous", "structure"]},
-                 "MUTAG": {"models": ["gin"], "kinds": ["feature"]}},
-    "graph_tasks": {"validity": "distance", "metamer_options": {"graph_match": "readout"}},
-    "reverse": {"datasets": ["Cora"], "kinds": ["continuous"], "seeds": [0]},
-}
-
-
-@pytest.fixture(scope="module")
-def built_v2(tmp_path_factory, cora, mutag):
-    root = tmp_path_factory.mktemp("release") / "v9"
-    config = ReleaseConfig(**TINY_V2)
-    config.check()
-    builder = ReleaseBuilder(config, root, progress=False)
-    with pytest.raises(UserError, match="not built yet"):
-        builder.build(only=1)  # a build in parts: one set, then stop
-    ReleaseBuilder(config, root, progress=False).build()
-    return root
-
-
 def test_a_v2_build_has_stages_references_and_verdicts(built_v2):
     manifest = read_manifest(built_v2)
     sets = manifest["sets"]
@@ -259,8 +233,15 @@ def test_v2_config_errors_name_what_is_valid():
         ReleaseConfig(**{**TINY_V2, "stages": ["middle"]}).check()
     with pytest.raises(UserError, match="must be a mapping with an 'arch'"):
         ReleaseConfig(**{**TINY_V2, "references": {"deep": {"num_layers": 4}}}).check()
-    with pytest.raises(UserError, match=r"reverse must be a mapping with exactly the keys \['datasets', 'kinds', 'seeds'\]"):
+    with pytest.raises(UserError, match=r"reverse must be a mapping with the keys \['datasets', 'kinds', 'seeds'\] "
+                                        r"and optionally \['metamer_options', 'stages'\]"):
         ReleaseConfig(**{**TINY_V2, "reverse": {"datasets": ["Cora"]}}).check()
+    reverse = {"datasets": ["Cora"], "kinds": ["continuous"], "seeds": [0]}
+    ReleaseConfig(**{**TINY_V2, "reverse": {**reverse, "metamer_options": {"max_iterations": 300}}}).check()
+    with pytest.raises(UserError, match="unknown metamer option"):
+        ReleaseConfig(**{**TINY_V2, "reverse": {**reverse, "metamer_options": {"iterations": 300}}}).check()
+    with pytest.raises(UserError, match="unknown reverse stage 'middle'; valid"):
+        ReleaseConfig(**{**TINY_V2, "reverse": {**reverse, "stages": ["middle"]}}).check()
     with pytest.raises(UserError, match="unknown reverse dataset 'Photo'; valid datasets of the release: Cora, MUTAG"):
         ReleaseConfig(**{**TINY_V2, "reverse": {"datasets": ["Photo"], "kinds": ["continuous"], "seeds": [0]}}).check()
     with pytest.raises(UserError, match=r"graph_tasks: unknown key\(s\) \['seeds'\]; valid: \['validity'"):

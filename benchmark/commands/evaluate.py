@@ -43,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='print one JSON document {"ok": true, "results_file", "result"} on stdout (the summary '
                              "lines and the progress bars go to stderr)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars (on stderr)")
+    parser.add_argument("--no-reverse", action="store_true",
+                        help="forward scores only: skip the reverse direction (metamers of the submitted model "
+                             "judged by the release's reference panel), which runs on releases whose manifest "
+                             "states it (v2) and takes minutes")
+    parser.add_argument("--reverse-budget", type=float, default=None, metavar="SECONDS",
+                        help="the reverse direction's budget in CPU seconds, all seeds together (default "
+                             "600: 10 minutes of a 2-core CPU, DESIGN 4); a run projected over it stops, its "
+                             "finished seeds cached; 0: measure without a limit")
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="local (default): score in this process; ray: one Ray task per entry (optional extra: "
                              'pip install -e ".[ray]"), results identical to local')
@@ -76,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)  # an unavailable --device is a bad option value (exit 2), not a failed run
     release = resolve_release(args.release)
     with as_check():  # from here on the inputs exist: a refusal or a failed hash fails the run
+        # --reproduce recomputes every seed: a cached seed would make it compare a file with itself.
         result = evaluate_submission(entry, release, num_bootstrap=args.bootstrap, device=args.device,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, **_reverse_options(args))
     if args.reproduce:  # compare with the recorded file instead of writing it (README, "Reproducibility")
         from benchmark.reproduce import report_reproduction
 
@@ -87,6 +96,17 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, "results_file": str(out), "result": result}, indent=2, sort_keys=True))
     _summary(result, out, sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _reverse_options(args: argparse.Namespace) -> dict:
+    """``evaluate_submission``'s reverse-direction keywords from the options (checked)."""
+    from benchmark.errors import UserError
+    from benchmark.evaluate.reverse import REVERSE_BUDGET_S
+
+    budget = REVERSE_BUDGET_S if args.reverse_budget is None else args.reverse_budget
+    if budget < 0:
+        raise UserError(f"--reverse-budget must be >= 0 CPU seconds (0: no limit), got {args.reverse_budget}")
+    return {"reverse": not args.no_reverse, "reverse_budget_s": budget or None, "reverse_cache": not args.reproduce}
 
 
 def _run_many(args: argparse.Namespace, entries: list[Path]) -> int:
@@ -107,6 +127,9 @@ def _run_many(args: argparse.Namespace, entries: list[Path]) -> int:
         check_device(args.device)
     release = resolve_release(args.release)
     if args.executor == "ray":
+        if args.no_reverse or args.reverse_budget is not None:
+            raise UserError("--no-reverse and --reverse-budget apply to the local executor; a Ray task runs both "
+                            "directions with the default budget")
         from benchmark.executors.ray_cluster import import_ray
         from benchmark.executors.ray_evaluate import evaluate_with_ray
 
@@ -116,12 +139,13 @@ def _run_many(args: argparse.Namespace, entries: list[Path]) -> int:
                               threads=args.threads, address=args.address,
                               on_result=lambda result, out: _summary(result, out, sys.stdout))
         return 0
-    from benchmark.evaluate import evaluate_submission, results_path, write_results
+    from benchmark.evaluate import results_path, write_results
+    from benchmark.scoring import evaluate_submission
 
     for entry in entries:
         with as_check():
             result = evaluate_submission(entry, release, num_bootstrap=args.bootstrap, device=args.device,
-                                         progress=not args.no_progress)
+                                         progress=not args.no_progress, **_reverse_options(args))
         _summary(result, write_results(result, results_path(entry)), sys.stdout)
     return 0
 
@@ -130,7 +154,9 @@ def _summary(result: dict, out: Path, say) -> None:
     agg = result["aggregate"]
 
     def fmt(name: str) -> str:
-        s = agg[name]
+        return fmt_interval(name, agg[name])
+
+    def fmt_interval(name: str, s: dict) -> str:
         if s["mean"] is None:
             return f"{name} n/a"
         ci = "" if s["ci_low"] is None else f" [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
@@ -138,6 +164,15 @@ def _summary(result: dict, out: Path, say) -> None:
 
     print(f"{result['entry']} on {result['release']['name']} {result['release']['version']}: "
           + "; ".join(fmt(n) for n in ("invariance_consistency", "transfer", "metamer_acc", "clean_acc")), file=say)
+    for row in result.get("reverse", {}).get("by_stage", []):
+        print(f"reverse {row['dataset']} {row['kind']} {row['stage']} (L{row['layer']}): "
+              + "; ".join(fmt_interval(n, row["scores"][n]) for n in ("recognisability", "consistency",
+                                                                      "metamer_validity")), file=say)
+    if "reverse" in result:
+        timing = result["reverse"]["timing"]
+        budget = "no budget" if timing["budget_s"] is None else f"budget {timing['budget_s']:.0f} s"
+        print(f"reverse direction: {timing['cpu_s']:.1f} CPU s ({timing['compute_s']:.1f} s wall) over "
+              f"{len(timing['seed_cpu_s'])} seeds ({budget})", file=say)
     failed = sorted(d for d, v in result["accuracy_floor"].items() if not v["passed"])
     if failed:
         print(f"below the accuracy floor on {', '.join(failed)}: listed, not ranked", file=say)

@@ -10,6 +10,8 @@
 - :mod:`~benchmark.evaluate.results`: the results file, ``submissions/results/<entry>.json``.
 - :mod:`~benchmark.evaluate.evaluator`: the thin :class:`Evaluator`, outputs in, scores out
   (OGB's ``Evaluator.eval``).
+- :mod:`~benchmark.evaluate.reverse`: the reverse direction (scores v2): metamers of the submitted
+  model at its stages, judged by the release's reference panel; per-seed cache and budget.
 
 Why a package: the evaluator did these five jobs in one 773-line module, and scores v2 rewrites
 the units and the scores while the contract, inference and results file stay. Nothing here reads

@@ -61,6 +61,9 @@ GRAPH_TASK_KEYS = ("validity", "validity_quantile", "metamer_options")
 # the release's engine options) for the release's reference panel to judge. Stated in the manifest
 # (``generator.config.reverse``), so every evaluation of the release uses the same protocol.
 REVERSE_KEYS = ("datasets", "kinds", "seeds")
+# Optional: engine options for the reverse direction only, over ``metamer_options`` (a protocol that fits
+# the evaluation budget while the release's own sets optimise longer), and the stages it runs at.
+REVERSE_OPTIONAL = ("metamer_options", "stages")
 # Fields a release may pin per architecture; the rest come from the dataset and the task.
 _PINNABLE = frozenset(f.name for f in fields(ModelConfig)) - {"arch", *DATASET_FIELDS}
 
@@ -162,8 +165,19 @@ class ReleaseConfig:
             raise UserError(f"graph_tasks.metamer_options must be a mapping of metamer options, "
                             f"got {self.graph_tasks['metamer_options']!r}")
         if self.reverse:
-            if not isinstance(self.reverse, dict) or sorted(self.reverse) != sorted(REVERSE_KEYS):
-                raise UserError(f"reverse must be a mapping with exactly the keys {list(REVERSE_KEYS)}, got {self.reverse!r}")
+            if (not isinstance(self.reverse, dict) or not set(REVERSE_KEYS) <= set(self.reverse)
+                    or set(self.reverse) - set(REVERSE_KEYS) - set(REVERSE_OPTIONAL)):
+                raise UserError(f"reverse must be a mapping with the keys {list(REVERSE_KEYS)} and optionally "
+                                f"{list(REVERSE_OPTIONAL)}, got {self.reverse!r}")
+            overrides = self.reverse.get("metamer_options", {})
+            if not isinstance(overrides, dict):
+                raise UserError(f"reverse.metamer_options must be a mapping of metamer options, got {overrides!r}")
+            from benchmark.metamers.options import MetamerOptions
+
+            MetamerOptions.from_kwargs(**{**self.metamer_options, **overrides})  # names the unknown or bad option
+            for stage in self.reverse.get("stages", []):
+                if stage not in STAGES:
+                    raise unknown_choice("reverse stage", stage, STAGES)
             for name in self.reverse["datasets"]:
                 if name not in self.datasets:
                     raise unknown_choice("reverse dataset", name, self.datasets, "datasets of the release")

@@ -69,6 +69,33 @@ class VerificationMode(str, Enum):
 
 
 @dataclass(frozen=True)
+class ReverseProtocol:
+    """The reverse direction a release states (``generator.config.reverse``, scores v2, DESIGN 4).
+
+    The evaluator makes metamers of a submitted model on ``datasets`` of ``kinds``, one per metamer
+    seed of ``seeds``, at the release's ``stages`` (``early``/``late``/``logits``, mapped to each
+    model's own layers; the block's own ``stages`` if it states them), with the release's engine
+    options ``metamer_options`` (the block's own ``metamer_options`` over them) and its validity
+    criterion; the release's reference checkpoints (the panel) classify them. Stated in the
+    manifest so that every evaluation of one release runs the same protocol.
+    """
+
+    datasets: tuple[str, ...]
+    kinds: tuple[str, ...]
+    seeds: tuple[int, ...]
+    stages: tuple[str, ...]
+    metamer_options: dict
+    validity: str
+    validity_quantile: float
+
+    def to_dict(self) -> dict:
+        """JSON form (the results file's ``reverse.protocol``)."""
+        return {"datasets": list(self.datasets), "kinds": list(self.kinds), "seeds": list(self.seeds),
+                "stages": list(self.stages), "metamer_options": dict(sorted(self.metamer_options.items())),
+                "validity": self.validity, "validity_quantile": self.validity_quantile}
+
+
+@dataclass(frozen=True)
 class DatasetDims:
     """What a dataset fixes in a model config: input features, classes and task."""
 
@@ -263,6 +290,65 @@ class Release:
                                 f"{sorted(found)}")
             dims[dataset] = DatasetDims(*found.pop())
         return dims
+
+    @functools.cached_property
+    def reverse(self) -> ReverseProtocol | None:
+        """The reverse direction's protocol the manifest states, or ``None`` (release v1 and any release
+        built without a ``reverse:`` block: forward scores only)."""
+        config = self.manifest["generator"]["config"]
+        block = config.get("reverse")
+        if not block:
+            return None
+        unknown = sorted(set(block) - {"datasets", "kinds", "seeds", "metamer_options", "stages"})
+        missing = sorted({"datasets", "kinds", "seeds"} - set(block))
+        if unknown or missing:
+            raise UserError(f"{self.root / MANIFEST_NAME}: generator.config.reverse must have the keys datasets, "
+                            f"kinds, seeds and optionally metamer_options, stages; unknown {unknown}, missing {missing}")
+        absent = sorted(set(block["datasets"]) - set(self.datasets))
+        if absent:
+            raise UserError(f"{self.root / MANIFEST_NAME}: generator.config.reverse names dataset(s) {absent} the "
+                            f"release has no sets of; its datasets: {', '.join(self.datasets)}")
+        # The reverse block's own stages and engine options win over the release's.
+        stages = block.get("stages") or config.get("stages") or ["late"]  # none stated: the last hidden layer
+        options = {**(config.get("metamer_options") or {}), **(block.get("metamer_options") or {})}
+        return ReverseProtocol(tuple(block["datasets"]), tuple(block["kinds"]), tuple(int(s) for s in block["seeds"]),
+                               tuple(stages), options,
+                               str(config.get("validity", "centred")), float(config.get("validity_quantile", 0.99)))
+
+    def panel(self, dataset: str, device: str = "cpu") -> list[tuple[str, object]]:
+        """The reference panel of ``dataset``: ``[(name, model)]`` for every reference checkpoint the
+        manifest lists under ``checkpoints/<dataset>/`` (sorted by name, e.g. ``gcn-s1000``), each card and
+        weights file checked per the mode and loaded in eval mode. These observers are never submissions
+        (intake refuses copies of them), which is what makes them judges of a submission's metamers."""
+        from benchmark.checkpoints import load_checkpoint
+
+        names = sorted(rel.split("/")[2] for rel in self._listed_checkpoint_files("model.safetensors")
+                       if rel.split("/")[1] == dataset)
+        if not names:
+            raise UserError(f"{self.root}: no reference checkpoints of {dataset} (checkpoints/{dataset}/<name>/"
+                            f"model.safetensors in {MANIFEST_NAME}); the reverse direction needs a panel")
+        self.check([f"checkpoints/{dataset}/{n}/{f}" for n in names for f in ("card.json", "model.safetensors")])
+        return [(name, load_checkpoint(self.root / "checkpoints" / dataset / name, device)[0]) for name in names]
+
+    def original(self, dataset: str) -> GraphRecord:
+        """The original graph of a node-task ``dataset`` as its sets hold it: features, edges, labels, and
+        ``target`` = the units the release scores (the public split's test nodes). Read from the
+        smallest shard of the dataset's sets (checked per the mode), not from the raw data, so the
+        reverse direction runs on exactly the release's units."""
+        from benchmark.release.shards import read_records
+
+        entries = [s for s in self.select(dataset=dataset)]
+        if entries[0]["task"] != "node":
+            raise UserError(f"{dataset} is a {entries[0]['task']}-task dataset; the reverse direction runs on "
+                            f"node-task datasets (graph tasks are not in a reverse protocol yet)")
+        entry = min(entries, key=lambda s: (self.manifest["files"].get(s["shard"], {}).get("bytes", 0), s["key"]))
+        base = self.manifest["bases"][dataset]
+        self.check([entry["shard"], base])
+        bases = {r.id: r for r in read_records(self.root / base)}
+        originals = [r for r in read_records(self.root / entry["shard"], bases) if r.role == "original"]
+        if len(originals) != 1:
+            raise IntegrityError(f"{self.root / entry['shard']}: a node-task set holds one original, found {len(originals)}")
+        return originals[0]
 
     def reference_best(self, dataset: str) -> tuple[float, str]:
         """``(accuracy, model)``: the best ``metrics.test_acc`` over the dataset's reference checkpoint
