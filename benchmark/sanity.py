@@ -121,14 +121,14 @@ def red_flags(stages_fn: StagesFn, task: str, num_features: int, stage_names: li
 
     zero = []
     with torch.enable_grad():
-        for i, name in enumerate(names):
-            xg = x.clone().requires_grad_(True)
-            out = tuple(stages_fn(xg, edge_index, batch))[i]
+        xg = x.clone().requires_grad_(True)
+        outputs = tuple(stages_fn(xg, edge_index, batch))  # one forward; one backward per output
+        for i, (name, out) in enumerate(zip(names, outputs)):
             weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 1 + i))
             if not out.requires_grad:
                 zero.append(f"{name} (not differentiable)")
                 continue
-            (grad,) = torch.autograd.grad((out * weight).sum(), xg, allow_unused=True)
+            (grad,) = torch.autograd.grad((out * weight).sum(), xg, allow_unused=True, retain_graph=True)
             if grad is None or not bool(grad.abs().gt(0).any()):
                 zero.append(name)
     flags.append(Flag("input_gradient", not zero,
